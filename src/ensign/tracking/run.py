@@ -1,0 +1,537 @@
+"""``Run``: the live object that ``tracking.init()`` returns."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ensign import jsonio
+from ensign.backend import Backend
+from ensign.errors import ArtifactNotFound, BackgroundError, InvalidMetric, RunEnded
+from ensign.names import check_metric_name
+from ensign.promotion.decide import decide
+from ensign.promotion.register import manifest_of, register_version, select_refs
+from ensign.promotion.spec import Mode, Promotion
+from ensign.records import ArtifactRef, ArtifactVersion, PromotionDecision, RunStatus, VersionKind
+from ensign.registry import VersionSpec
+from ensign.storage.hashing import sha256_bytes
+from ensign.tracking.environment import capture_environment, git_state
+from ensign.tracking.refs import RefRequest, is_remote_path, store_ref
+from ensign.tracking.uploads import UploadPool
+from ensign.tracking.writer import BackgroundWriter
+
+__all__ = ["Run"]
+
+
+class Run:
+    """A run being tracked: log calls buffer and return at once; ``end()`` waits for them.
+
+    Create one with :func:`ensign.tracking.init`. A run is also a context manager: leaving
+    the block ends it, as ``failed`` when the block raised (``stopped`` on
+    ``KeyboardInterrupt``).
+
+    Attributes:
+        uuid: The run's id (32 hex characters).
+        project: The project key.
+        name: The run's name.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        project: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        capture_env: bool = True,
+        owns_backend: bool = True,
+    ) -> None:
+        record = backend.registry.create_run(
+            project, name=name, description=description, tags=list(tags or [])
+        )
+        self.uuid = record.uuid
+        self.project = record.project
+        self.name = record.name
+        self.backend = backend
+        self._owns_backend = owns_backend
+        self._ended = False
+        self._end_lock = threading.Lock()
+        self._writer = BackgroundWriter(backend.registry, self.uuid)
+        self._metrics = self._writer.metrics
+        self._pool = UploadPool()
+        if capture_env:
+            self._pool.submit(lambda: self._writer.add_environment(capture_environment()))
+
+    def __repr__(self) -> str:
+        return f"Run(uuid={self.uuid!r}, project={self.project!r}, name={self.name!r})"
+
+    @property
+    def ended(self) -> bool:
+        """Whether ``end()`` was called."""
+        return self._ended
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise RunEnded(f"run {self.uuid} has ended; start a new one with tracking.init()")
+
+    # params, tags, outputs ----------------------------------------------------------------
+
+    def log_params(self, **params: Any) -> None:
+        """Log parameters (the run's inputs); a key logged again takes the new value."""
+        self._check_open()
+        self._writer.add_params(params)
+
+    log_inputs = log_params
+
+    def log_outputs(self, **outputs: Any) -> None:
+        """Log outputs: final values that are not a metric history (a path, a count, ...)."""
+        self._check_open()
+        self._writer.add_outputs(outputs)
+
+    def log_tags(self, *tags: str | Sequence[str]) -> None:
+        """Add tags (strings, or lists of strings)."""
+        self._check_open()
+        flat: list[str] = []
+        for tag in tags:
+            flat.extend([tag] if isinstance(tag, str) else list(tag))
+        self._writer.add_tags(flat)
+
+    # metrics ------------------------------------------------------------------------------
+
+    def log_metric(
+        self, name: str, value: float, step: int | None = None, timestamp: float | None = None
+    ) -> None:
+        """Log one value of a metric.
+
+        NaN and infinities are stored as such (conditions treat NaN as failing every
+        comparison). A step-less value takes the metric's next step.
+
+        Raises:
+            RunEnded: after ``end()``.
+            InvalidMetric: for a bad name or a value that is not a number.
+        """
+        self._check_open()
+        check_metric_name(name)
+        self._metrics.append(
+            (name, step, _number(name, value), time.time() if timestamp is None else timestamp)
+        )
+
+    def log_metrics(
+        self, step: int | None = None, timestamp: float | None = None, **metrics: float
+    ) -> None:
+        """Log several metrics at one step; returns in about a microsecond.
+
+        Raises:
+            RunEnded: after ``end()``.
+            InvalidMetric: for a value that is not a number.
+        """
+        if self._ended:
+            self._check_open()
+        ts = time.time() if timestamp is None else timestamp
+        append = self._metrics.append
+        for key, value in metrics.items():
+            try:
+                append((key, step, float(value), ts))
+            except (TypeError, ValueError):
+                raise InvalidMetric(
+                    f"metric {key!r} must be a number, not {type(value).__name__}"
+                ) from None
+
+    # lineage ------------------------------------------------------------------------------
+
+    def log_artifact_ref(
+        self,
+        path: str | os.PathLike[str],
+        kind: str | None = None,
+        name: str | None = None,
+        hash: str | None = None,  # noqa: A002 - the public name of the reference API
+        summary: dict[str, Any] | None = None,
+        is_input: bool = False,
+        rel_path: str | None = None,
+        skip_hash_calculation: bool = False,
+        upload: bool = True,
+    ) -> None:
+        """Log a file or folder the run consumed or produced; its bytes upload in the background.
+
+        Args:
+            path: A local file or folder, or an object-store URL (logged by reference).
+            kind: ``file``, ``dir``, ``model``, ``data``, ``checkpoint``, ...; inferred
+                from the path when omitted.
+            name: Unique per run and direction (logging it again replaces it); defaults to
+                the file name.
+            hash: A known sha256; a stored file must match it.
+            summary: Free-form details.
+            is_input: Whether the run consumed it.
+            rel_path: The file's name inside versions that carry it.
+            skip_hash_calculation: Record the path only: no hash, no upload.
+            upload: Store the bytes so versions can carry them.
+
+        Raises:
+            RunEnded: after ``end()``.
+            ArtifactNotFound: when a local path does not exist.
+        """
+        self._check_open()
+        text = os.fspath(path)
+        local = None if is_remote_path(text) else Path(text.removeprefix("file://"))
+        if local is not None and not local.exists():
+            raise ArtifactNotFound(f"no such file or folder: {text}")
+        if kind is None:
+            kind = "dir" if local is not None and local.is_dir() else "file"
+        request = RefRequest(
+            run=self.uuid,
+            name=name or (local.name if local is not None else text.rstrip("/").rsplit("/", 1)[-1]),
+            kind=kind,
+            path=str(local.absolute()) if local is not None else text,
+            digest=hash,
+            is_input=is_input,
+            summary=dict(summary or {}),
+            upload=upload and not skip_hash_calculation and local is not None,
+            skip_hash=skip_hash_calculation,
+            rel_path=rel_path,
+        )
+        self._submit_ref(request)
+
+    def _submit_ref(self, request: RefRequest) -> None:
+        store = self.backend.store
+        writer = self._writer
+        self._pool.submit(lambda: writer.add_ref(store_ref(request, store)))
+
+    def log_model_ref(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        framework: str | None = None,
+        summary: dict[str, Any] | None = None,
+        is_input: bool = False,
+    ) -> None:
+        """Log a model file or folder (kind ``model``)."""
+        details = dict(summary or {})
+        if framework:
+            details["framework"] = framework
+        self.log_artifact_ref(path, kind="model", name=name, summary=details, is_input=is_input)
+
+    def log_data_ref(
+        self,
+        name: str,
+        hash: str | None = None,  # noqa: A002 - the public name of the reference API
+        path: str | os.PathLike[str] | None = None,
+        content: Any = None,
+        summary: dict[str, Any] | None = None,
+        is_input: bool = True,
+    ) -> None:
+        """Log a data set (kind ``data``), an input by default.
+
+        Give a ``path`` (hashed, not uploaded), ``content`` (bytes or a JSON-able value,
+        hashed) or a known ``hash``.
+        """
+        self._check_open()
+        digest = hash
+        if content is not None and digest is None:
+            raw = content if isinstance(content, bytes) else jsonio.dumps(content).encode()
+            digest = sha256_bytes(raw)
+        if path is not None:
+            self.log_artifact_ref(
+                path, kind="data", name=name, hash=digest, summary=summary,
+                is_input=is_input, upload=False,
+            )
+            return
+        request = RefRequest(
+            run=self.uuid, name=name, kind="data", path=None, digest=digest,
+            is_input=is_input, summary=dict(summary or {}), upload=False, skip_hash=True,
+        )
+        self._submit_ref(request)
+
+    def log_file_ref(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        hash: str | None = None,  # noqa: A002 - the public name of the reference API
+        summary: dict[str, Any] | None = None,
+        is_input: bool = False,
+        rel_path: str | None = None,
+    ) -> None:
+        """Log a single file (kind ``file``)."""
+        self.log_artifact_ref(
+            path, kind="file", name=name, hash=hash, summary=summary,
+            is_input=is_input, rel_path=rel_path,
+        )
+
+    def log_dir_ref(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        summary: dict[str, Any] | None = None,
+        is_input: bool = False,
+    ) -> None:
+        """Log a folder (kind ``dir``); every file in it is stored."""
+        self.log_artifact_ref(path, kind="dir", name=name, summary=summary, is_input=is_input)
+
+    def log_code_ref(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Log the git commit, branch, remote and dirty flag of the code (kind ``coderef``)."""
+        self._check_open()
+        state = git_state(path)
+        request = RefRequest(
+            run=self.uuid, name="code", kind="coderef", path=state.get("root"),
+            digest=None, is_input=True, summary=state, upload=False, skip_hash=True,
+        )
+        self._submit_ref(request)
+
+    def log_env(self) -> None:
+        """Store the environment as a JSON file and log it as an input (kind ``env``)."""
+        self._check_open()
+        store, writer, uuid = self.backend.store, self._writer, self.uuid
+
+        def job() -> None:
+            environment = capture_environment()
+            blob = store.put_bytes(jsonio.dumps(environment).encode())
+            writer.add_ref(
+                ArtifactRef(
+                    run=uuid,
+                    name="env",
+                    kind="env",
+                    uri=None,
+                    digest=blob.digest,
+                    size=blob.size,
+                    is_input=True,
+                    summary={"python": environment["python"], "host": environment["host"]},
+                    store_uri=store.uri,
+                    manifest={"environment.json": {"digest": blob.digest, "size": blob.size}},
+                )
+            )
+
+        self._pool.submit(job)
+
+    # waiting ------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Wait until every log call so far is written and every upload stored.
+
+        Raises:
+            BackgroundError: with everything that failed.
+        """
+        errors = self._pool.wait()
+        try:
+            self._writer.flush()
+        except Exception as exc:
+            errors.append(exc)
+        if errors:
+            raise BackgroundError(errors) from errors[0]
+
+    # promotion ----------------------------------------------------------------------------
+
+    def evaluate_promotion(
+        self,
+        when: str | None = None,
+        better_than: str | None = None,
+        metric: str | None = None,
+        mode: Mode = "max",
+        min_delta: float = 0.0,
+        kind: str = VersionKind.ARTIFACT.value,
+    ) -> PromotionDecision:
+        """Answer whether the run would be promoted, without registering (a dry run).
+
+        The decision is recorded on the run, marked as a dry run.
+        """
+        promotion = Promotion(
+            when=when, better_than=better_than, metric=metric, mode=mode, min_delta=min_delta
+        )
+        self.flush()
+        decision = decide(
+            self.backend.registry, self.uuid, self.project, kind, promotion, dry_run=True
+        )
+        self.backend.registry.record_decision(self.uuid, decision)
+        return decision
+
+    def _promote(
+        self,
+        kind: str,
+        *,
+        version: str | None,
+        description: str | None,
+        tags: Sequence[str] | None,
+        content: dict[str, Any] | None,
+        artifacts: Sequence[str] | None,
+        force: bool,
+        promotion: Promotion,
+    ) -> ArtifactVersion | None:
+        self.flush()
+        registry = self.backend.registry
+        decision = decide(registry, self.uuid, self.project, kind, promotion, dry_run=False)
+        if not decision.promoted:
+            registry.record_decision(self.uuid, decision)
+            return None
+        chosen = select_refs(registry.list_refs(self.uuid), artifacts)
+        manifest, store_uri = manifest_of(chosen)
+        spec = VersionSpec(
+            name=version,
+            description=description,
+            tags=list(tags or []),
+            content=dict(content or {}),
+            run=self.uuid,
+            artifacts=[r.name for r in chosen],
+            manifest=manifest,
+            store_uri=store_uri,
+            stage=promotion.stage,
+            stage_reason="Promotion",
+            stage_message="; ".join(decision.reasons),
+            decision=decision,
+        )
+        return register_version(self.backend, self.project, kind, spec, force=force)
+
+    def promote_to_artifact_version(
+        self,
+        version: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        content: dict[str, Any] | None = None,
+        artifacts: Sequence[str] | None = None,
+        force: bool = False,
+        when: str | None = None,
+        better_than: str | None = None,
+        metric: str | None = None,
+        mode: Mode = "max",
+        min_delta: float = 0.0,
+        stage: str | None = None,
+    ) -> ArtifactVersion | None:
+        """Register this run's artifacts as a version when the conditions hold.
+
+        Waits for pending writes and uploads first. The decision and its reasons are
+        recorded on the run whether or not it promotes.
+
+        Args:
+            version: The name; ``None`` takes the next ``vN`` (atomic across processes).
+            description: The version's description.
+            tags: The version's tags.
+            content: A JSON object stored with the version.
+            artifacts: Names of the run's refs to carry; all outputs when ``None``.
+            force: Replace an existing version of that name.
+            when: A condition over the run's metrics, e.g. ``"val_acc >= 0.9"``.
+            better_than: A stage whose holder's producing run must be beaten on ``metric``.
+            metric: The metric ``better_than`` compares.
+            mode: ``"max"`` or ``"min"``: which way is better.
+            min_delta: The margin by which the run must be better.
+            stage: The stage the version starts in.
+
+        Returns:
+            The version, or ``None`` when a condition did not hold.
+
+        Raises:
+            InvalidCondition: ``when`` does not parse.
+            UnknownMetric: a condition names a metric the run never logged.
+            VersionExists: the name is taken and ``force`` is false.
+            ArtifactNotFound: ``artifacts`` names a ref the run does not have.
+        """
+        self._check_open()
+        promotion = Promotion(
+            when=when, better_than=better_than, metric=metric, mode=mode,
+            min_delta=min_delta, stage=stage,
+        )
+        return self._promote(
+            VersionKind.ARTIFACT.value, version=version, description=description, tags=tags,
+            content=content, artifacts=artifacts, force=force, promotion=promotion,
+        )
+
+    def promote_to_model_version(
+        self,
+        version: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        content: dict[str, Any] | None = None,
+        artifacts: Sequence[str] | None = None,
+        force: bool = False,
+        when: str | None = None,
+        better_than: str | None = None,
+        metric: str | None = None,
+        mode: Mode = "max",
+        min_delta: float = 0.0,
+        stage: str | None = None,
+    ) -> ArtifactVersion | None:
+        """Like :meth:`promote_to_artifact_version`, registering a **model** version."""
+        self._check_open()
+        promotion = Promotion(
+            when=when, better_than=better_than, metric=metric, mode=mode,
+            min_delta=min_delta, stage=stage,
+        )
+        return self._promote(
+            VersionKind.MODEL.value, version=version, description=description, tags=tags,
+            content=content, artifacts=artifacts, force=force, promotion=promotion,
+        )
+
+    def promote(
+        self, promotion: Promotion, kind: str = VersionKind.MODEL.value
+    ) -> ArtifactVersion | None:
+        """Promote according to a :class:`~ensign.Promotion` (what integrations call)."""
+        self._check_open()
+        return self._promote(
+            kind, version=promotion.version, description=promotion.description,
+            tags=promotion.tags, content=None, artifacts=None, force=False, promotion=promotion,
+        )
+
+    # ending -------------------------------------------------------------------------------
+
+    def end(self, status: str | RunStatus | None = None) -> None:
+        """Wait for every pending write and upload, then close the run.
+
+        Args:
+            status: ``succeeded`` (default), ``failed`` or ``stopped``; a run whose
+                background work failed ends ``failed``.
+
+        Raises:
+            BackgroundError: with what the background work failed with.
+        """
+        with self._end_lock:
+            if self._ended:
+                return
+            self._ended = True
+        final = RunStatus(str(status)) if status is not None else RunStatus.SUCCEEDED
+        errors = self._pool.wait()
+        self._pool.shutdown()
+        try:
+            self._writer.close()
+        except Exception as exc:
+            errors.append(exc)
+        if errors:
+            final = RunStatus.FAILED
+        try:
+            self.backend.registry.set_run_status(self.uuid, final.value, ended=True)
+        finally:
+            if self._owns_backend:
+                self.backend.close()
+        if errors:
+            raise BackgroundError(errors) from errors[0]
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.end()
+            return
+        status = RunStatus.STOPPED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED
+        try:
+            self.end(status)
+        except BackgroundError as error:
+            # The block's own exception is the one to see; the background failure rides on it.
+            if exc is not None and hasattr(exc, "add_note"):
+                exc.add_note(f"ensign: {error}")
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidMetric(
+            f"metric {name!r} must be a number, not {type(value).__name__}"
+        ) from None
+    return number  # NaN and infinities are stored as such (documented)

@@ -1,0 +1,134 @@
+"""The background writer: log calls append to buffers; a thread writes them in batches."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any
+
+from ensign.records import ArtifactRef
+from ensign.registry import Registry, RunBatch
+
+__all__ = ["BackgroundWriter", "PendingMetric"]
+
+#: ``(key, step or None, value, timestamp)`` as the caller logged it.
+PendingMetric = tuple[str, "int | None", float, float]
+
+
+class BackgroundWriter:
+    """Buffers a run's log calls and writes them in batches from a daemon thread.
+
+    ``metrics`` is a deque the caller appends to directly (a thread-safe, lock-free
+    operation in CPython), which keeps ``log_metrics`` in the microsecond range. Other
+    writes go through small locked buffers. A failed batch is kept and retried at the next
+    flush, so nothing is lost while the database is briefly unavailable; ``flush`` raises
+    what is still failing.
+
+    Args:
+        registry: Where batches go.
+        run_uuid: The run the batches belong to.
+        next_steps: For each metric, the step a step-less point gets next (for resume).
+        interval: Seconds between background flushes.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        run_uuid: str,
+        *,
+        next_steps: dict[str, int] | None = None,
+        interval: float = 0.25,
+    ) -> None:
+        self.registry = registry
+        self.run_uuid = run_uuid
+        self.metrics: collections.deque[PendingMetric] = collections.deque()
+        self._next_step = dict(next_steps or {})
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pending = RunBatch(run_uuid)
+        self._failed: list[RunBatch] = []
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"ensign-writer-{run_uuid[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    # buffers ------------------------------------------------------------------------------
+
+    def add_params(self, params: dict[str, Any]) -> None:
+        """Queue parameters (a later value of a key replaces an earlier one)."""
+        with self._lock:
+            self._pending.params.update(params)
+
+    def add_outputs(self, outputs: dict[str, Any]) -> None:
+        """Queue outputs."""
+        with self._lock:
+            self._pending.outputs.update(outputs)
+
+    def add_environment(self, environment: dict[str, Any]) -> None:
+        """Queue environment facts."""
+        with self._lock:
+            self._pending.environment.update(environment)
+
+    def add_tags(self, tags: list[str]) -> None:
+        """Queue tags."""
+        with self._lock:
+            self._pending.tags.extend(tags)
+
+    def add_ref(self, ref: ArtifactRef) -> None:
+        """Queue a lineage ref (called by uploads when their bytes are stored)."""
+        with self._lock:
+            self._pending.refs.append(ref)
+
+    # writing ------------------------------------------------------------------------------
+
+    def _drain(self) -> RunBatch:
+        with self._lock:
+            batch, self._pending = self._pending, RunBatch(self.run_uuid)
+        pop = self.metrics.popleft
+        next_step = self._next_step
+        rows = []
+        for _ in range(len(self.metrics)):
+            key, step, value, ts = pop()
+            if step is None:
+                step = next_step.get(key, 0)
+            if step >= next_step.get(key, 0):
+                next_step[key] = step + 1
+            rows.append((key, step, value, ts))
+        batch.metrics = rows
+        return batch
+
+    def flush(self) -> None:
+        """Write everything queued so far; raise what still fails to be written."""
+        with self._write_lock:
+            batch = self._drain()
+            todo = [*self._failed, batch] if batch else list(self._failed)
+            self._failed = []
+            for index, item in enumerate(todo):
+                try:
+                    self.registry.write_batch(item)
+                except Exception as exc:
+                    self._failed = todo[index:]
+                    self._error = exc
+                    raise
+            self._error = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.flush()
+            except Exception:  # kept in self._failed / self._error; raised by close()
+                continue
+
+    @property
+    def error(self) -> BaseException | None:
+        """The failure of the last write attempt, if data is still waiting."""
+        return self._error
+
+    def close(self) -> None:
+        """Stop the thread and write what is left; raise if it cannot be written."""
+        self._stop.set()
+        self._thread.join()
+        self.flush()
