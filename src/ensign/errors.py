@@ -32,18 +32,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "HTTP_STATUS",
     "ArtifactNotFound",
     "BackgroundError",
     "ConfigurationError",
     "Conflict",
     "DigestMismatch",
     "EnsignError",
-    "HTTP_STATUS",
     "IntegrityError",
     "InvalidCondition",
     "InvalidMetric",
-    "InvalidQuery",
     "InvalidName",
+    "InvalidQuery",
     "InvalidStage",
     "NotFound",
     "ProjectNotFound",
@@ -232,5 +232,5 @@ def http_status_for(error: EnsignError) -> int:
     """Return the HTTP status for an error, from the most specific class in the table."""
     for cls in type(error).__mro__:
         if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]  # type: ignore[index]
+            return HTTP_STATUS[cls]
     return 500

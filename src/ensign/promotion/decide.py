@@ -65,7 +65,9 @@ def decide(
     holds = True
     condition = promotion.condition
     if condition is not None:
-        holds, reasons = condition.evaluate(lambda ref: resolve_metric(history, ref, promotion.mode))
+        holds, reasons = condition.evaluate(
+            lambda ref: resolve_metric(history, ref, promotion.mode)
+        )
     if promotion.better_than is not None:
         assert promotion.metric is not None  # Promotion checks this
         metric = promotion.metric
@@ -88,11 +90,13 @@ def decide(
             else:
                 theirs = theirs_history[metric][-1].value
                 better = _beats(own, theirs, promotion.mode, promotion.min_delta)
-                sign = ">" if promotion.mode == "max" else "<"
-                delta = f" {'+' if promotion.mode == 'max' else '-'} {format_value(promotion.min_delta)}"
+                sign, plus = (">", "+") if promotion.mode == "max" else ("<", "-")
+                bar = format_value(theirs)
+                if promotion.min_delta:
+                    bar += f" {plus} {format_value(promotion.min_delta)}"
                 reasons.append(
-                    f"{metric} = {format_value(own)} {sign} {format_value(theirs)}{delta if promotion.min_delta else ''}"
-                    f" of {promotion.better_than} holder {holder.name}: {str(better).lower()}"
+                    f"{metric} = {format_value(own)} {sign} {bar} of {promotion.better_than} "
+                    f"holder {holder.name}: {str(better).lower()}"
                 )
                 holds = holds and better
     if condition is None and promotion.better_than is None:

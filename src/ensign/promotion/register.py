@@ -17,9 +17,7 @@ from ensign.registry import VersionSpec
 __all__ = ["manifest_of", "register_version", "select_refs"]
 
 
-def select_refs(
-    refs: Sequence[ArtifactRef], names: Sequence[str] | None
-) -> list[ArtifactRef]:
+def select_refs(refs: Sequence[ArtifactRef], names: Sequence[str] | None) -> list[ArtifactRef]:
     """Return the output refs named by ``names`` (all outputs when ``None``).
 
     Raises:

@@ -35,7 +35,12 @@ class RunBatch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.metrics or self.params or self.outputs or self.environment or self.tags or self.refs
+            self.metrics
+            or self.params
+            or self.outputs
+            or self.environment
+            or self.tags
+            or self.refs
         )
 
 

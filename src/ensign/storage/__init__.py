@@ -1,0 +1,1 @@
+"""Content-addressed blob storage on fsspec: hashing, the stat cache, transfers."""

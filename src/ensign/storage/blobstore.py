@@ -269,8 +269,7 @@ class BlobStore:
         base = f"{self.root}/{prefix}"
         if not self.fs.exists(base):
             return
-        for path, info in self.fs.find(base, detail=True).items():
-            yield path, info
+        yield from self.fs.find(base, detail=True).items()
 
     @staticmethod
     def _age(info: dict[str, Any], now: float) -> float:

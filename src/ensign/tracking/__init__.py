@@ -185,7 +185,7 @@ def log_artifact_ref(
     path: str | os.PathLike[str],
     kind: str | None = None,
     name: str | None = None,
-    hash: str | None = None,  # noqa: A002 - the public name of the reference API
+    hash: str | None = None,
     summary: dict[str, Any] | None = None,
     is_input: bool = False,
     rel_path: str | None = None,
@@ -221,7 +221,7 @@ def log_model_ref(
 
 def log_data_ref(
     name: str,
-    hash: str | None = None,  # noqa: A002 - the public name of the reference API
+    hash: str | None = None,
     path: str | os.PathLike[str] | None = None,
     content: Any = None,
     summary: dict[str, Any] | None = None,
@@ -236,7 +236,7 @@ def log_data_ref(
 def log_file_ref(
     path: str | os.PathLike[str],
     name: str | None = None,
-    hash: str | None = None,  # noqa: A002 - the public name of the reference API
+    hash: str | None = None,
     summary: dict[str, Any] | None = None,
     is_input: bool = False,
     rel_path: str | None = None,
@@ -277,7 +277,11 @@ def evaluate_promotion(
 ) -> PromotionDecision:
     """Dry-run a promotion of the active run (see :meth:`Run.evaluate_promotion`)."""
     return _active().evaluate_promotion(
-        when=when, better_than=better_than, metric=metric, mode=mode, min_delta=min_delta,
+        when=when,
+        better_than=better_than,
+        metric=metric,
+        mode=mode,
+        min_delta=min_delta,
         kind=kind,
     )
 
@@ -298,9 +302,18 @@ def promote_to_artifact_version(
 ) -> ArtifactVersion | None:
     """Promote the active run (see :meth:`Run.promote_to_artifact_version`)."""
     return _active().promote_to_artifact_version(
-        version=version, description=description, tags=tags, content=content,
-        artifacts=artifacts, force=force, when=when, better_than=better_than, metric=metric,
-        mode=mode, min_delta=min_delta, stage=stage,
+        version=version,
+        description=description,
+        tags=tags,
+        content=content,
+        artifacts=artifacts,
+        force=force,
+        when=when,
+        better_than=better_than,
+        metric=metric,
+        mode=mode,
+        min_delta=min_delta,
+        stage=stage,
     )
 
 
@@ -320,9 +333,18 @@ def promote_to_model_version(
 ) -> ArtifactVersion | None:
     """Promote the active run to a model version (see :meth:`Run.promote_to_model_version`)."""
     return _active().promote_to_model_version(
-        version=version, description=description, tags=tags, content=content,
-        artifacts=artifacts, force=force, when=when, better_than=better_than, metric=metric,
-        mode=mode, min_delta=min_delta, stage=stage,
+        version=version,
+        description=description,
+        tags=tags,
+        content=content,
+        artifacts=artifacts,
+        force=force,
+        when=when,
+        better_than=better_than,
+        metric=metric,
+        mode=mode,
+        min_delta=min_delta,
+        stage=stage,
     )
 
 

@@ -47,7 +47,9 @@ def _file_ref(request: RefRequest, store: BlobStore, source: Path) -> ArtifactRe
     relative = request.rel_path or source.name
     if request.upload:
         blob = store.put_file(source, digest=request.digest)
-        return _ref(request, blob.digest, blob.size, {relative: _entry(blob.digest, blob.size)}, store)
+        return _ref(
+            request, blob.digest, blob.size, {relative: _entry(blob.digest, blob.size)}, store
+        )
     size = source.stat().st_size
     digest = request.digest or (None if request.skip_hash else store.digest_of(source))
     return _ref(request, digest, size, {}, None)

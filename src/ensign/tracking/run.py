@@ -150,7 +150,7 @@ class Run:
         path: str | os.PathLike[str],
         kind: str | None = None,
         name: str | None = None,
-        hash: str | None = None,  # noqa: A002 - the public name of the reference API
+        hash: str | None = None,
         summary: dict[str, Any] | None = None,
         is_input: bool = False,
         rel_path: str | None = None,
@@ -219,7 +219,7 @@ class Run:
     def log_data_ref(
         self,
         name: str,
-        hash: str | None = None,  # noqa: A002 - the public name of the reference API
+        hash: str | None = None,
         path: str | os.PathLike[str] | None = None,
         content: Any = None,
         summary: dict[str, Any] | None = None,
@@ -237,13 +237,25 @@ class Run:
             digest = sha256_bytes(raw)
         if path is not None:
             self.log_artifact_ref(
-                path, kind="data", name=name, hash=digest, summary=summary,
-                is_input=is_input, upload=False,
+                path,
+                kind="data",
+                name=name,
+                hash=digest,
+                summary=summary,
+                is_input=is_input,
+                upload=False,
             )
             return
         request = RefRequest(
-            run=self.uuid, name=name, kind="data", path=None, digest=digest,
-            is_input=is_input, summary=dict(summary or {}), upload=False, skip_hash=True,
+            run=self.uuid,
+            name=name,
+            kind="data",
+            path=None,
+            digest=digest,
+            is_input=is_input,
+            summary=dict(summary or {}),
+            upload=False,
+            skip_hash=True,
         )
         self._submit_ref(request)
 
@@ -251,15 +263,20 @@ class Run:
         self,
         path: str | os.PathLike[str],
         name: str | None = None,
-        hash: str | None = None,  # noqa: A002 - the public name of the reference API
+        hash: str | None = None,
         summary: dict[str, Any] | None = None,
         is_input: bool = False,
         rel_path: str | None = None,
     ) -> None:
         """Log a single file (kind ``file``)."""
         self.log_artifact_ref(
-            path, kind="file", name=name, hash=hash, summary=summary,
-            is_input=is_input, rel_path=rel_path,
+            path,
+            kind="file",
+            name=name,
+            hash=hash,
+            summary=summary,
+            is_input=is_input,
+            rel_path=rel_path,
         )
 
     def log_dir_ref(
@@ -277,8 +294,15 @@ class Run:
         self._check_open()
         state = git_state(path)
         request = RefRequest(
-            run=self.uuid, name="code", kind="coderef", path=state.get("root"),
-            digest=None, is_input=True, summary=state, upload=False, skip_hash=True,
+            run=self.uuid,
+            name="code",
+            kind="coderef",
+            path=state.get("root"),
+            digest=None,
+            is_input=True,
+            summary=state,
+            upload=False,
+            skip_hash=True,
         )
         self._submit_ref(request)
 
@@ -429,12 +453,22 @@ class Run:
         """
         self._check_open()
         promotion = Promotion(
-            when=when, better_than=better_than, metric=metric, mode=mode,
-            min_delta=min_delta, stage=stage,
+            when=when,
+            better_than=better_than,
+            metric=metric,
+            mode=mode,
+            min_delta=min_delta,
+            stage=stage,
         )
         return self._promote(
-            VersionKind.ARTIFACT.value, version=version, description=description, tags=tags,
-            content=content, artifacts=artifacts, force=force, promotion=promotion,
+            VersionKind.ARTIFACT.value,
+            version=version,
+            description=description,
+            tags=tags,
+            content=content,
+            artifacts=artifacts,
+            force=force,
+            promotion=promotion,
         )
 
     def promote_to_model_version(
@@ -455,12 +489,22 @@ class Run:
         """Like :meth:`promote_to_artifact_version`, registering a **model** version."""
         self._check_open()
         promotion = Promotion(
-            when=when, better_than=better_than, metric=metric, mode=mode,
-            min_delta=min_delta, stage=stage,
+            when=when,
+            better_than=better_than,
+            metric=metric,
+            mode=mode,
+            min_delta=min_delta,
+            stage=stage,
         )
         return self._promote(
-            VersionKind.MODEL.value, version=version, description=description, tags=tags,
-            content=content, artifacts=artifacts, force=force, promotion=promotion,
+            VersionKind.MODEL.value,
+            version=version,
+            description=description,
+            tags=tags,
+            content=content,
+            artifacts=artifacts,
+            force=force,
+            promotion=promotion,
         )
 
     def promote(
@@ -469,8 +513,14 @@ class Run:
         """Promote according to a :class:`~ensign.Promotion` (what integrations call)."""
         self._check_open()
         return self._promote(
-            kind, version=promotion.version, description=promotion.description,
-            tags=promotion.tags, content=None, artifacts=None, force=False, promotion=promotion,
+            kind,
+            version=promotion.version,
+            description=promotion.description,
+            tags=promotion.tags,
+            content=None,
+            artifacts=None,
+            force=False,
+            promotion=promotion,
         )
 
     # ending -------------------------------------------------------------------------------

@@ -15,5 +15,7 @@ def insert_ignore(
 ) -> sa.Insert:
     """Return ``INSERT ... ON CONFLICT (columns) DO NOTHING`` for the connection's dialect."""
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+        return postgresql.insert(table).on_conflict_do_nothing(
+            index_elements=list(conflict_columns)
+        )
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))

@@ -188,9 +188,11 @@ def list_runs(
     stmt = _runs_select().where(runs.c.project_id == project_id)
     for term in parse_query(query, RUN_QUERY_FIELDS):
         if term.field == "tags":
-            clause = sa.or_(*(runs.c.tags.like(f'%{jsonio.dumps(v)}%') for v in term.values))
+            clause = sa.or_(*(runs.c.tags.like(f"%{jsonio.dumps(v)}%") for v in term.values))
         elif term.field == "is_promoted":
-            clause = runs.c.is_promoted.in_([v.lower() in {"1", "true", "yes"} for v in term.values])
+            clause = runs.c.is_promoted.in_(
+                [v.lower() in {"1", "true", "yes"} for v in term.values]
+            )
         else:
             clause = runs.c[term.field].in_(term.values)
         stmt = stmt.where(sa.not_(clause) if term.negate else clause)
@@ -222,7 +224,9 @@ def _merge_json(conn: sa.Connection, run_uuid: str, column: str, extra: dict[str
     row = _require_run(conn, run_uuid)
     merged = jsonio.loads(row._mapping[column])
     merged.update(extra)
-    conn.execute(runs.update().where(runs.c.uuid == run_uuid).values({column: jsonio.dumps(merged)}))
+    conn.execute(
+        runs.update().where(runs.c.uuid == run_uuid).values({column: jsonio.dumps(merged)})
+    )
 
 
 def _metric_value(value: float) -> float | None:
@@ -254,7 +258,10 @@ def apply_batch(conn: sa.Connection, batch: RunBatch) -> None:
         )
         conn.execute(
             params.insert(),
-            [{"run_uuid": run_uuid, "key": k, "value": jsonio.dumps(v)} for k, v in batch.params.items()],
+            [
+                {"run_uuid": run_uuid, "key": k, "value": jsonio.dumps(v)}
+                for k, v in batch.params.items()
+            ],
         )
     if batch.outputs:
         _merge_json(conn, run_uuid, "outputs", batch.outputs)
@@ -382,4 +389,3 @@ def list_decisions(conn: sa.Connection, run_uuid: str) -> list[PromotionDecision
             )
         )
     return result
-

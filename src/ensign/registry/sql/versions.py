@@ -60,7 +60,8 @@ def _conditions(conn: sa.Connection, ids: Sequence[str]) -> dict[str, list[Stage
     for r in rows:
         updated = jsonio.from_epoch(r.last_update_time)
         transitioned = jsonio.from_epoch(r.last_transition_time)
-        assert updated is not None and transitioned is not None
+        assert updated is not None
+        assert transitioned is not None
         found[r.version_id].append(
             StageCondition(r.type, r.status, r.reason, r.message, updated, transitioned)
         )
@@ -70,7 +71,8 @@ def _conditions(conn: sa.Connection, ids: Sequence[str]) -> dict[str, list[Stage
 def _version(row: sa.Row[Any], history: list[StageCondition]) -> ArtifactVersion:
     created = jsonio.from_epoch(row.created_at)
     updated = jsonio.from_epoch(row.updated_at)
-    assert created is not None and updated is not None
+    assert created is not None
+    assert updated is not None
     return ArtifactVersion(
         project=row.project_key,
         kind=row.kind,
@@ -198,7 +200,9 @@ def create_version(
         version_id = existing.id
         conn.execute(versions.update().where(versions.c.id == version_id).values(**fields))
         if spec.stage is not None and stage.value != existing.stage:
-            conn.execute(versions.update().where(versions.c.id == version_id).values(stage=stage.value))
+            conn.execute(
+                versions.update().where(versions.c.id == version_id).values(stage=stage.value)
+            )
             _add_condition(conn, version_id, stage, spec.stage_reason, spec.stage_message, now)
     else:
         version_id = uuidlib.uuid4().hex
