@@ -78,3 +78,108 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         drop_postgres_database(url)
+
+
+# --- S3: moto's server, a real HTTP endpoint (no in-process patching of botocore) -------
+
+# Settings of the developer's own AWS setup that must not leak into tests.
+_AWS_UNSET = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+)
+
+
+def moto_api(endpoint: str, action: str, body: bytes = b"") -> None:
+    """POST to moto's own control API, e.g. ``reset`` or ``reset-auth``."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/{action}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        answer.read()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 and a free port, started once per session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A freshly reset moto server, named in the standard AWS variables; returns its URL."""
+    for name in _AWS_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws" / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws" / "credentials"))
+    moto_api(moto_endpoint, "reset-auth", b"inf")
+    moto_api(moto_endpoint, "reset")
+    return moto_endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_env: str) -> str:
+    """A fresh, empty bucket on the moto server."""
+    import boto3
+
+    name = f"ensign-test-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_env)
+    try:
+        client.create_bucket(Bucket=name)
+    finally:
+        client.close()
+    return name
+
+
+@pytest.fixture
+def s3_enforced_credentials(s3_env: str) -> Iterator[tuple[str, str]]:
+    """Make the moto server check signatures; returns an access key it accepts.
+
+    The key belongs to an IAM user allowed ``s3:*``; any other key or secret is refused
+    (``InvalidAccessKeyId``, ``SignatureDoesNotMatch``) until the test ends.
+    """
+    import json
+
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=s3_env)
+    try:
+        iam.create_user(UserName="ensign-test")
+        iam.put_user_policy(
+            UserName="ensign-test",
+            PolicyName="s3-all",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+            ),
+        )
+        key = iam.create_access_key(UserName="ensign-test")["AccessKey"]
+    finally:
+        iam.close()
+    moto_api(s3_env, "reset-auth", b"0")
+    try:
+        yield key["AccessKeyId"], key["SecretAccessKey"]
+    finally:
+        moto_api(s3_env, "reset-auth", b"inf")

@@ -24,7 +24,14 @@ also a lookup failure or a bad value derive from :class:`LookupError` or
     ├── IntegrityError
     │   └── DigestMismatch               names the file whose bytes do not match
     ├── RunEnded                         logging after ``end()``
-    └── BackgroundError                  what the writer or upload pool failed with
+    ├── BackgroundError                  what the writer or upload pool failed with
+    └── ArtifactsException               the artifact helper (``ensign.artifacts``)
+        ├── NoAdvertisedProviders        the store advertises no artifact provider
+        ├── UnsupportedArtifactsType     a provider type ensign has no helper for
+        ├── NoDefaultConfig              a config key neither given nor advertised
+        ├── InvalidProviderConfig (ValueError)
+        ├── InvalidArtifactArgument (ValueError)   an object name, URI or expiry refused
+        └── ProviderSpecificException    the store itself failed (missing bucket, denied)
 """
 
 from __future__ import annotations
@@ -34,24 +41,31 @@ from collections.abc import Iterable, Sequence
 __all__ = [
     "HTTP_STATUS",
     "ArtifactNotFound",
+    "ArtifactsException",
     "BackgroundError",
     "ConfigurationError",
     "Conflict",
     "DigestMismatch",
     "EnsignError",
     "IntegrityError",
+    "InvalidArtifactArgument",
     "InvalidCondition",
     "InvalidMetric",
     "InvalidName",
+    "InvalidProviderConfig",
     "InvalidQuery",
     "InvalidStage",
+    "NoAdvertisedProviders",
+    "NoDefaultConfig",
     "NotFound",
     "ProjectNotFound",
+    "ProviderSpecificException",
     "RunEnded",
     "RunNotFound",
     "StoreNotAvailable",
     "TargetNotEmpty",
     "UnknownMetric",
+    "UnsupportedArtifactsType",
     "VersionExists",
     "VersionNotFound",
     "http_status_for",
@@ -211,6 +225,70 @@ class BackgroundError(EnsignError):
         super().__init__(f"background work failed: {first!r}{more}")
 
 
+# --- the artifact helper (ensign.artifacts); names as in openEO's artifacts API ------------
+
+
+class ArtifactsException(EnsignError):
+    """Family of the errors of the artifact helper (:mod:`ensign.artifacts`)."""
+
+
+class NoAdvertisedProviders(ArtifactsException):
+    """The store (or server) advertises no provider for artifact storage.
+
+    Attributes:
+        where: The tracking URI or store that was asked.
+    """
+
+    def __init__(self, where: str, detail: str = "") -> None:
+        self.where = where
+        message = f"{where} does not advertise providers for managing artifacts"
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class UnsupportedArtifactsType(ArtifactsException):
+    """A provider type that has no helper here, or whose package is not installed.
+
+    Attributes:
+        type_id: The provider type, e.g. ``S3Config``.
+    """
+
+    def __init__(self, type_id: str, detail: str = "") -> None:
+        self.type_id = type_id
+        message = f"artifacts provider type {type_id!r} is not supported"
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class NoDefaultConfig(ArtifactsException):
+    """A config key that the caller did not give and the provider does not advertise.
+
+    Attributes:
+        key: The missing key.
+    """
+
+    def __init__(self, key: str, type_id: str = "") -> None:
+        self.key = key
+        self.type_id = type_id
+        of = f" of {type_id}" if type_id else ""
+        super().__init__(
+            f"no value for {key!r}{of}: the provider advertises none and the config gives none"
+        )
+
+
+class InvalidProviderConfig(ArtifactsException, ValueError):
+    """A provider config that cannot be used (missing fields, wrong types, unknown keys)."""
+
+
+class InvalidArtifactArgument(ArtifactsException, ValueError):
+    """An object name, storage URI or expiry that the artifact helper refuses."""
+
+
+class ProviderSpecificException(ArtifactsException):
+    """The store behind a provider failed: a missing bucket, refused credentials, ...
+
+    The message names the store; the provider's own error is the ``__cause__``.
+    """
+
+
 # One table maps the tree to HTTP statuses; the most specific class wins.
 HTTP_STATUS: dict[type[EnsignError], int] = {
     EnsignError: 500,
@@ -225,6 +303,13 @@ HTTP_STATUS: dict[type[EnsignError], int] = {
     IntegrityError: 422,
     RunEnded: 409,
     BackgroundError: 500,
+    ArtifactsException: 500,
+    NoAdvertisedProviders: 501,
+    UnsupportedArtifactsType: 400,
+    NoDefaultConfig: 400,
+    InvalidProviderConfig: 500,
+    InvalidArtifactArgument: 400,
+    ProviderSpecificException: 502,
 }
 
 

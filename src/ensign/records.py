@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ensign.errors import InvalidStage
+from ensign.errors import ConfigurationError, InvalidStage
 
 __all__ = [
     "ArtifactRef",
@@ -20,7 +20,9 @@ __all__ = [
     "StageCondition",
     "Stages",
     "VersionKind",
+    "parse_kind",
     "parse_stage",
+    "parse_status",
 ]
 
 
@@ -71,6 +73,34 @@ class VersionKind(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def parse_kind(kind: str | VersionKind) -> VersionKind:
+    """Return the :class:`VersionKind` member for ``kind``.
+
+    Raises:
+        ConfigurationError: ``kind`` is neither ``artifact`` nor ``model``.
+    """
+    try:
+        return VersionKind(str(kind))
+    except ValueError:
+        valid = ", ".join(k.value for k in VersionKind)
+        raise ConfigurationError(f"unknown version kind {kind!r}; valid kinds: {valid}") from None
+
+
+def parse_status(status: str | RunStatus) -> RunStatus:
+    """Return the :class:`RunStatus` member for ``status``.
+
+    Raises:
+        ConfigurationError: ``status`` is not a run status.
+    """
+    try:
+        return RunStatus(str(status))
+    except ValueError:
+        valid = ", ".join(s.value for s in RunStatus)
+        raise ConfigurationError(
+            f"unknown run status {status!r}; valid statuses: {valid}"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class StoredBlob:
     Attributes:
         digest: sha256 of the bytes.
         size: Bytes.
-        uploaded: ``False`` when the store already held the blob and no byte moved.
+        uploaded: ``False`` when the store already held the blob (no new blob was written).
     """
 
     digest: str
@@ -79,6 +79,12 @@ class BlobStore:
         self.fs, self.root = open_filesystem(self.uri, storage_options)
         self.stat_cache = stat_cache
         self._local = protocol_of(self.uri) in {"file", "local"}
+        # S3 has no rename: blobs go straight to their final key (see ensign.storage.s3).
+        self._s3: Any = None
+        if protocol_of(self.uri) in {"s3", "s3a"}:
+            from ensign.storage.s3 import S3Transfer
+
+            self._s3 = S3Transfer(self.fs)
 
     def __repr__(self) -> str:
         return f"BlobStore({self.uri!r})"
@@ -101,6 +107,8 @@ class BlobStore:
 
     def has(self, digest: str) -> bool:
         """Return whether the store holds the blob ``digest``."""
+        if self._s3 is not None:
+            return self._s3.has(self.blob_path(digest))  # type: ignore[no-any-return]
         return bool(self.fs.exists(self.blob_path(digest)))
 
     def missing(self, digests: Iterable[str]) -> set[str]:
@@ -130,26 +138,34 @@ class BlobStore:
     ) -> StoredBlob:
         """Store a local file's bytes once.
 
-        When the file is unchanged since it was last hashed (or ``digest`` is given) and the
-        store holds that digest, nothing is read or written.
+        When the file is unchanged since it was last hashed and the store holds that digest,
+        nothing is read or written. A given ``digest`` is checked against the file's bytes
+        (hashed once, then remembered) before a stored blob may stand for the file.
 
         Raises:
             ArtifactNotFound: the file does not exist.
-            DigestMismatch: the bytes read do not hash to ``digest`` (the file changed while
-                it was uploaded); nothing is published.
+            DigestMismatch: the file's bytes do not hash to ``digest`` (or the file changed
+                while it was uploaded); nothing is published.
         """
         source = Path(path)
         try:
             st = os.stat(source)
         except FileNotFoundError:
             raise ArtifactNotFound(f"no such file: {source}") from None
-        known = digest
-        if known is None and self.stat_cache is not None:
-            known = self.stat_cache.lookup(source)
+        cached = self.stat_cache.lookup(source) if self.stat_cache is not None else None
+        known = cached or digest
         if known is not None and self.has(known):
+            # A caller's digest is checked before the stored blob may stand for this file.
+            actual = cached or self.digest_of(source)
+            if digest is not None and actual != digest:
+                raise DigestMismatch(str(source), digest, actual)
             if progress is not None:
                 progress(st.st_size)
             return StoredBlob(known, st.st_size, uploaded=False)
+        if self._s3 is not None:
+            return self._s3.put_file(  # type: ignore[no-any-return]
+                self, source, st, digest=digest, known=known, progress=progress
+            )
         tmp = self._tmp_path()
         self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
         try:
@@ -160,13 +176,13 @@ class BlobStore:
                 raise IntegrityError(f"{source} changed while it was uploaded; nothing was stored")
             if digest is not None and actual != digest:
                 raise DigestMismatch(str(source), digest, actual)
-            self._publish(tmp, actual)
+            published = self._publish(tmp, actual)
         except BaseException:
             self._remove_quietly(tmp)
             raise
         if self.stat_cache is not None:
             self.stat_cache.remember(source, actual, st)
-        return StoredBlob(actual, size, uploaded=True)
+        return StoredBlob(actual, size, uploaded=published)
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         """Store ``data`` once and return its digest."""
@@ -175,33 +191,37 @@ class BlobStore:
         digest = hashlib.sha256(data).hexdigest()
         if self.has(digest):
             return StoredBlob(digest, len(data), uploaded=False)
+        if self._s3 is not None:
+            return self._s3.put_blob_bytes(self, data, digest)  # type: ignore[no-any-return]
         tmp = self._tmp_path()
         self.fs.makedirs(tmp.rsplit("/", 1)[0], exist_ok=True)
         try:
             with self._open_write(tmp) as writer:
                 writer.write(data)
-            self._publish(tmp, digest)
+            published = self._publish(tmp, digest)
         except BaseException:
             self._remove_quietly(tmp)
             raise
-        return StoredBlob(digest, len(data), uploaded=True)
+        return StoredBlob(digest, len(data), uploaded=published)
 
     def _open_write(self, path: str) -> Any:
         if self._local:
             return open(path, "wb")
         return self.fs.open(path, "wb")
 
-    def _publish(self, tmp: str, digest: str) -> None:
+    def _publish(self, tmp: str, digest: str) -> bool:
+        """Move ``tmp`` to the blob's place; ``False`` when the blob was already there."""
         final = self.blob_path(digest)
         if self.fs.exists(final):
             # Another writer published the same bytes first; blobs are never rewritten.
             self._remove_quietly(tmp)
-            return
+            return False
         self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
         if self._local:
             os.replace(tmp, final)
         else:
             self.fs.mv(tmp, final)
+        return True
 
     def _remove_quietly(self, path: str) -> None:
         try:
@@ -229,6 +249,10 @@ class BlobStore:
             DigestMismatch: the stored bytes no longer hash to ``digest``; names ``label``
                 (the file's path in the version) when given.
         """
+        if self._s3 is not None:
+            return self._s3.get_file(  # type: ignore[no-any-return]
+                self, digest, Path(target), label=label, progress=progress
+            )
         source = self.blob_path(digest)
         destination = Path(target)
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -305,6 +329,10 @@ class BlobStore:
                 self._remove_quietly(path)
             for digest in blobs:
                 self._remove_quietly(self.blob_path(digest))
+        if self._s3 is not None:  # multipart uploads left by killed processes
+            from ensign.storage.s3 import abort_stale_uploads
+
+            temporary += abort_stale_uploads(self.fs, self.root, grace_seconds, dry_run=dry_run)
         return GarbageReport(temporary, blobs, freed)
 
 

@@ -178,7 +178,8 @@ def log_metric(
 
 def log_metrics(step: int | None = None, timestamp: float | None = None, **metrics: float) -> None:
     """Log several metrics on the active run (see :meth:`Run.log_metrics`)."""
-    _active().log_metrics(step=step, timestamp=timestamp, **metrics)
+    run = _session.run or _active()  # the hot path: one call below, no kwargs re-packing
+    run._log_metrics(step, timestamp, metrics)
 
 
 def log_artifact_ref(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import operator
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,7 +19,15 @@ from ensign.names import check_metric_name
 from ensign.promotion.decide import decide
 from ensign.promotion.register import manifest_of, register_version, select_refs
 from ensign.promotion.spec import Mode, Promotion
-from ensign.records import ArtifactRef, ArtifactVersion, PromotionDecision, RunStatus, VersionKind
+from ensign.records import (
+    ArtifactRef,
+    ArtifactVersion,
+    PromotionDecision,
+    RunStatus,
+    VersionKind,
+    parse_status,
+)
+from ensign.records import Run as RunRecord
 from ensign.registry import VersionSpec
 from ensign.storage.hashing import sha256_bytes
 from ensign.tracking.environment import capture_environment, git_state
@@ -26,6 +36,9 @@ from ensign.tracking.uploads import UploadPool
 from ensign.tracking.writer import BackgroundWriter
 
 __all__ = ["Run"]
+
+_now = time.time  # one global lookup on the hot path of log_metrics
+_STEP_LIMIT = 2**63  # steps are stored as 64-bit integers
 
 
 class Run:
@@ -55,18 +68,59 @@ class Run:
         record = backend.registry.create_run(
             project, name=name, description=description, tags=list(tags or [])
         )
+        self._start(backend, record, owns_backend=owns_backend, next_steps=None)
+        if capture_env:
+            self._pool.submit(lambda: self._writer.add_environment(capture_environment()))
+
+    def _start(
+        self,
+        backend: Backend,
+        record: RunRecord,
+        *,
+        owns_backend: bool,
+        next_steps: dict[str, int] | None,
+    ) -> None:
+        """Set up the live state of a run, new (``__init__``) or reopened (``attach``)."""
         self.uuid = record.uuid
         self.project = record.project
         self.name = record.name
         self.backend = backend
         self._owns_backend = owns_backend
         self._ended = False
+        self._failed_before = False
         self._end_lock = threading.Lock()
-        self._writer = BackgroundWriter(backend.registry, self.uuid)
+        self._writer = BackgroundWriter(backend.registry, self.uuid, next_steps=next_steps)
         self._metrics = self._writer.metrics
+        self._append_metric = self._metrics.append
+        self._metric_names: set[str] = set()  # names already checked by check_metric_name
+        # The latest log call of each (name, is_input); an older upload that finishes last
+        # must not replace the ref logged after it.
+        self._ref_tickets: dict[tuple[str, bool], int] = {}
+        self._ticket_lock = threading.Lock()
         self._pool = UploadPool()
-        if capture_env:
-            self._pool.submit(lambda: self._writer.add_environment(capture_environment()))
+
+    @classmethod
+    def attach(cls, backend: Backend, run_uuid: str, *, owns_backend: bool = True) -> Run:
+        """Reopen an existing run to log more to it (a resumed training job, say).
+
+        The run is marked ``running`` again. Step-less metric values continue after the
+        last step each metric already has, so no step is logged twice.
+
+        Args:
+            backend: Where the run lives.
+            run_uuid: The run's id.
+            owns_backend: Close ``backend`` when the run ends.
+
+        Raises:
+            RunNotFound: when no run has this id.
+        """
+        registry = backend.registry
+        record = registry.get_run(run_uuid)
+        next_steps = {key: step + 1 for key, step in registry.last_steps(run_uuid).items()}
+        registry.set_run_status(run_uuid, RunStatus.RUNNING.value)
+        run = cls.__new__(cls)
+        run._start(backend, record, owns_backend=owns_backend, next_steps=next_steps)
+        return run
 
     def __repr__(self) -> str:
         return f"Run(uuid={self.uuid!r}, project={self.project!r}, name={self.name!r})"
@@ -114,34 +168,53 @@ class Run:
 
         Raises:
             RunEnded: after ``end()``.
-            InvalidMetric: for a bad name or a value that is not a number.
+            InvalidMetric: for a bad name or step, or a value that is not a number.
         """
-        self._check_open()
-        check_metric_name(name)
-        self._metrics.append(
-            (name, step, _number(name, value), time.time() if timestamp is None else timestamp)
-        )
+        if name.__class__ is not str:
+            check_metric_name(name)
+        self._log_metrics(step, timestamp, {name: value})
 
     def log_metrics(
         self, step: int | None = None, timestamp: float | None = None, **metrics: float
     ) -> None:
         """Log several metrics at one step; returns in about a microsecond.
 
+        A call is all or nothing: when one value is refused, none of the call is logged.
+
         Raises:
             RunEnded: after ``end()``.
-            InvalidMetric: for a value that is not a number.
+            InvalidMetric: for a bad name or step, or a value that is not a number.
+        """
+        self._log_metrics(step, timestamp, metrics)
+
+    def _log_metrics(
+        self, step: int | None, timestamp: float | None, metrics: dict[str, Any]
+    ) -> None:
+        """Queue ``metrics`` (a dict this call owns); the hot path of every log call.
+
+        Kept lean on purpose: one pass converts the values (so a bad one is refused before
+        anything is queued), a second appends ``(name, step, value, timestamp)`` tuples to
+        the writer's deque.
         """
         if self._ended:
             self._check_open()
-        ts = time.time() if timestamp is None else timestamp
-        append = self._metrics.append
+        if step.__class__ is not int or not -_STEP_LIMIT <= step < _STEP_LIMIT:
+            step = _step(step)
+        names = self._metric_names
         for key, value in metrics.items():
-            try:
-                append((key, step, float(value), ts))
-            except (TypeError, ValueError):
-                raise InvalidMetric(
-                    f"metric {key!r} must be a number, not {type(value).__name__}"
-                ) from None
+            if key not in names:
+                names.add(check_metric_name(key))
+            if value.__class__ is not float:  # a float is kept as is (floats are immutable)
+                try:
+                    metrics[key] = float(value)
+                except (TypeError, ValueError):
+                    raise InvalidMetric(
+                        f"metric {key!r} must be a number, not {type(value).__name__}"
+                    ) from None
+        timestamp = _now() if timestamp is None else _timestamp(timestamp)
+        append = self._append_metric
+        for key, value in metrics.items():
+            append((key, step, value, timestamp))
 
     # lineage ------------------------------------------------------------------------------
 
@@ -197,10 +270,23 @@ class Run:
         )
         self._submit_ref(request)
 
+    def _ref_adder(self, name: str, is_input: bool) -> Callable[[ArtifactRef], None]:
+        """Return what queues a ref, unless the same name is logged again meanwhile."""
+        key = (name, is_input)
+        with self._ticket_lock:
+            ticket = self._ref_tickets[key] = self._ref_tickets.get(key, 0) + 1
+
+        def add(ref: ArtifactRef) -> None:
+            with self._ticket_lock:
+                if self._ref_tickets[key] == ticket:
+                    self._writer.add_ref(ref)
+
+        return add
+
     def _submit_ref(self, request: RefRequest) -> None:
         store = self.backend.store
-        writer = self._writer
-        self._pool.submit(lambda: writer.add_ref(store_ref(request, store)))
+        add = self._ref_adder(request.name, request.is_input)
+        self._pool.submit(lambda: add(store_ref(request, store)))
 
     def log_model_ref(
         self,
@@ -309,12 +395,13 @@ class Run:
     def log_env(self) -> None:
         """Store the environment as a JSON file and log it as an input (kind ``env``)."""
         self._check_open()
-        store, writer, uuid = self.backend.store, self._writer, self.uuid
+        store, uuid = self.backend.store, self.uuid
+        add = self._ref_adder("env", True)
 
         def job() -> None:
             environment = capture_environment()
             blob = store.put_bytes(jsonio.dumps(environment).encode())
-            writer.add_ref(
+            add(
                 ArtifactRef(
                     run=uuid,
                     name="env",
@@ -345,6 +432,8 @@ class Run:
         except Exception as exc:
             errors.append(exc)
         if errors:
+            # Reported now, but the run still lost work: it cannot end "succeeded".
+            self._failed_before = True
             raise BackgroundError(errors) from errors[0]
 
     # promotion ----------------------------------------------------------------------------
@@ -535,18 +624,18 @@ class Run:
         Raises:
             BackgroundError: with what the background work failed with.
         """
+        final = parse_status(status) if status is not None else RunStatus.SUCCEEDED
         with self._end_lock:
             if self._ended:
                 return
             self._ended = True
-        final = RunStatus(str(status)) if status is not None else RunStatus.SUCCEEDED
         errors = self._pool.wait()
         self._pool.shutdown()
         try:
             self._writer.close()
         except Exception as exc:
             errors.append(exc)
-        if errors:
+        if errors or self._failed_before:
             final = RunStatus.FAILED
         try:
             self.backend.registry.set_run_status(self.uuid, final.value, ended=True)
@@ -577,11 +666,27 @@ class Run:
                 exc.add_note(f"ensign: {error}")
 
 
-def _number(name: str, value: Any) -> float:
+def _step(step: Any) -> int | None:
+    """Return ``step`` as an ``int`` (numpy integers and the like are accepted)."""
+    if step is None:
+        return None
     try:
-        number = float(value)
+        number = operator.index(step)
+    except TypeError:
+        raise InvalidMetric(f"a step must be an integer, not {type(step).__name__}") from None
+    if not -_STEP_LIMIT <= number < _STEP_LIMIT:
+        raise InvalidMetric(f"a step must fit in 64 bits, not {number}")
+    return number
+
+
+def _timestamp(timestamp: Any) -> float:
+    """Return an explicit ``timestamp`` (seconds since the epoch) as a finite float."""
+    try:
+        seconds = float(timestamp)
     except (TypeError, ValueError):
         raise InvalidMetric(
-            f"metric {name!r} must be a number, not {type(value).__name__}"
+            f"a timestamp must be a number of seconds, not {type(timestamp).__name__}"
         ) from None
-    return number  # NaN and infinities are stored as such (documented)
+    if not math.isfinite(seconds):
+        raise InvalidMetric(f"a timestamp must be finite, not {seconds}")
+    return seconds

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import time
 import uuid as uuidlib
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
 
 from ensign import jsonio
-from ensign.errors import Conflict, ProjectNotFound, RunNotFound
-from ensign.records import ArtifactRef, MetricPoint, Project, PromotionDecision, Run, RunStatus
-from ensign.registry.base import RunBatch
+from ensign.errors import Conflict, InvalidQuery, ProjectNotFound, RunNotFound
+from ensign.records import (
+    ArtifactRef,
+    MetricPoint,
+    Project,
+    PromotionDecision,
+    Run,
+    RunStatus,
+    parse_status,
+)
+from ensign.registry.base import MetricRow, RunBatch
 from ensign.registry.query import parse_query, parse_sort
 from ensign.registry.sql.dialect import insert_ignore
 from ensign.registry.sql.schema import decisions, metrics, params, projects, refs, runs
@@ -68,14 +79,16 @@ def create_project(conn: sa.Connection, key: str, description: str | None) -> Pr
         Conflict: when the key is taken.
     """
     new_id = uuidlib.uuid4().hex
-    inserted = conn.execute(
+    conn.execute(
         insert_ignore(conn, projects, ["key"]).values(
             id=new_id, key=key, description=description, created_at=time.time()
         )
     )
-    if inserted.rowcount == 0:
+    # rowcount is not reliable for INSERT on every driver: compare ids instead.
+    row = project_row(conn, key)
+    if row.id != new_id:
         raise Conflict(f"project {key!r} already exists")
-    return _project(project_row(conn, new_id))
+    return _project(row)
 
 
 def ensure_project(conn: sa.Connection, key: str) -> Project:
@@ -188,7 +201,9 @@ def list_runs(
     stmt = _runs_select().where(runs.c.project_id == project_id)
     for term in parse_query(query, RUN_QUERY_FIELDS):
         if term.field == "tags":
-            clause = sa.or_(*(runs.c.tags.like(f"%{jsonio.dumps(v)}%") for v in term.values))
+            clause = sa.or_(
+                *(runs.c.tags.contains(jsonio.dumps(v), autoescape=True) for v in term.values)
+            )
         elif term.field == "is_promoted":
             clause = runs.c.is_promoted.in_(
                 [v.lower() in {"1", "true", "yes"} for v in term.values]
@@ -199,6 +214,8 @@ def list_runs(
     order = parse_sort(sort, _RUN_SORT_FIELDS, "-started_at")
     column = runs.c[order.field]
     stmt = stmt.order_by(column.desc() if order.descending else column.asc(), runs.c.uuid)
+    if limit < 0 or offset < 0:
+        raise InvalidQuery("limit and offset must not be negative")
     rows = conn.execute(stmt.limit(limit).offset(offset)).all()
     found = _params_of(conn, [r.uuid for r in rows])
     return [_run(r, found[r.uuid]) for r in rows]
@@ -214,7 +231,7 @@ def _require_run(conn: sa.Connection, run_uuid: str) -> sa.Row[Any]:
 def set_run_status(conn: sa.Connection, run_uuid: str, status: str, ended: bool) -> None:
     """Set a run's status; ``ended`` stamps its end time."""
     _require_run(conn, run_uuid)
-    values: dict[str, Any] = {"status": RunStatus(status).value}
+    values: dict[str, Any] = {"status": parse_status(status).value}
     if ended:
         values["ended_at"] = time.time()
     conn.execute(runs.update().where(runs.c.uuid == run_uuid).values(**values))
@@ -233,23 +250,100 @@ def _metric_value(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def apply_batch(conn: sa.Connection, batch: RunBatch) -> None:
-    """Write everything a run buffered, in the caller's transaction."""
-    run_uuid = batch.run_uuid
-    if batch.metrics:
+_METRIC_COLUMNS = 'INSERT INTO metrics (run_uuid, "key", step, value, timestamp) '
+#: PostgreSQL gets each column as one array: one statement, no per-row work in Python.
+_POSTGRES_INSERT = _METRIC_COLUMNS + (
+    "SELECT %s, k, s, NULLIF(v, 'NaN'::float8), t "
+    "FROM unnest(%s::text[], %s::bigint[], %s::float8[], %s::float8[]) AS u(k, s, v, t)"
+)
+_POSTGRES_ROWS = 65536
+#: Most metric rows one SQLite statement inserts. Big statements matter: the driver lets go
+#: of the GIL once per statement, and a logging thread that holds the GIL in between makes
+#: the writer wait for it (up to the 5 ms switch interval) each time.
+_SQLITE_MAX_ROWS = 4096
+_SQLITE_LIMIT_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER (3.11+)
+
+
+@functools.cache
+def _sqlite_insert(rows: int) -> str:
+    """Return an INSERT of ``rows`` metric points that binds the run id once.
+
+    Plain ``?`` placeholders: numbered ones make SQLite's compile time grow with the square
+    of their count.
+    """
+    values = ",".join(["(?,?,?,?)"] * rows)
+    return f"{_METRIC_COLUMNS}SELECT ?, column1, column2, column3, column4 FROM (VALUES {values})"
+
+
+def _sqlite_chunk_rows(conn: sa.Connection) -> int:
+    """Rows per statement: a power of two that keeps the parameters under SQLite's limit."""
+    # Connection.getlimit is Python >= 3.11; older builds of SQLite allow 999 parameters.
+    getlimit = getattr(conn.connection.driver_connection, "getlimit", None)
+    limit = int(getlimit(_SQLITE_LIMIT_VARIABLE_NUMBER)) if getlimit is not None else 999
+    rows = _SQLITE_MAX_ROWS
+    while rows * 4 + 1 > limit:
+        rows //= 2
+    return rows
+
+
+def _insert_metrics(conn: sa.Connection, run_uuid: str, points: list[MetricRow]) -> None:
+    """Insert metric points through the driver, without a dict or any work per row in Python.
+
+    Hundreds of thousands of points a second go through here. Rows grouped by metric (the
+    background writer sends them so) insert faster: consecutive rows then land on the same
+    pages of the ``(run, key, step)`` index. NaN is stored as NULL: SQLite does so itself
+    when it binds a NaN; PostgreSQL is asked to with ``NULLIF``.
+    """
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        chunk = _sqlite_chunk_rows(conn)
+        start, total = 0, len(points)
+        while start < total:
+            # Full chunks in one executemany; the rest in power-of-two statements, so that
+            # only a handful of statements is ever compiled and cached.
+            rows = chunk
+            while rows > total - start:
+                rows //= 2
+            stop = start + (total - start) // rows * rows if rows == chunk else start + rows
+            conn.exec_driver_sql(
+                _sqlite_insert(rows),
+                [
+                    (run_uuid, *chain.from_iterable(points[first : first + rows]))
+                    for first in range(start, stop, rows)
+                ],
+            )
+            start = stop
+    elif dialect == "postgresql":
+        for start in range(0, len(points), _POSTGRES_ROWS):
+            part = points[start : start + _POSTGRES_ROWS]
+            columns = [list(map(operator.itemgetter(i), part)) for i in range(4)]
+            conn.exec_driver_sql(_POSTGRES_INSERT, (run_uuid, *columns))
+    else:
         conn.execute(
             metrics.insert(),
             [
                 {
                     "run_uuid": run_uuid,
-                    "key": key,
-                    "step": step,
-                    "value": _metric_value(value),
-                    "timestamp": ts,
+                    "key": k,
+                    "step": s,
+                    "value": _metric_value(v),
+                    "timestamp": t,
                 }
-                for key, step, value, ts in batch.metrics
+                for k, s, v, t in points
             ],
         )
+
+
+def apply_batch(conn: sa.Connection, batch: RunBatch) -> None:
+    """Write everything a run buffered, in the caller's transaction.
+
+    Raises:
+        RunNotFound: when no run has the batch's id (nothing is written).
+    """
+    run_uuid = batch.run_uuid
+    _require_run(conn, run_uuid)
+    if batch.metrics:
+        _insert_metrics(conn, run_uuid, batch.metrics)
     if batch.params:
         conn.execute(
             params.delete().where(
@@ -325,6 +419,7 @@ def list_refs(conn: sa.Connection, run_uuid: str) -> list[ArtifactRef]:
 
 def last_steps(conn: sa.Connection, run_uuid: str) -> dict[str, int]:
     """Return the highest step logged for each metric of a run."""
+    _require_run(conn, run_uuid)
     rows = conn.execute(
         sa.select(metrics.c.key, sa.func.max(metrics.c.step))
         .where(metrics.c.run_uuid == run_uuid)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from ensign import jsonio
 from ensign.errors import InvalidQuery, VersionExists, VersionNotFound
 from ensign.names import check_version_name
-from ensign.records import ArtifactVersion, StageCondition, Stages, VersionKind, parse_stage
+from ensign.records import ArtifactVersion, StageCondition, Stages, parse_kind, parse_stage
 from ensign.registry.base import VersionSpec
 from ensign.registry.query import parse_query, parse_sort
 from ensign.registry.sql.dialect import insert_ignore
@@ -39,7 +39,7 @@ _PATCHABLE = frozenset({"description", "tags", "content", "name"})
 
 
 def _kind(kind: str) -> str:
-    return VersionKind(kind).value
+    return parse_kind(kind).value
 
 
 def _select() -> sa.Select[Any]:
@@ -238,7 +238,9 @@ def list_versions(
     stmt = _select().where(versions.c.project_id == project_id, versions.c.kind == _kind(kind))
     for term in parse_query(query, VERSION_QUERY_FIELDS):
         if term.field == "tags":
-            clause = sa.or_(*(versions.c.tags.like(f"%{jsonio.dumps(v)}%") for v in term.values))
+            clause = sa.or_(
+                *(versions.c.tags.contains(jsonio.dumps(v), autoescape=True) for v in term.values)
+            )
         elif term.field == "stage":
             clause = versions.c.stage.in_([parse_stage(v).value for v in term.values])
         elif term.field == "run":
