@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_logging.py
 	$(BIN)/python benchmarks/bench_promote.py
+	$(BIN)/python benchmarks/bench_transfer.py
+	$(BIN)/python benchmarks/bench_lightning.py
 
 clean:
 	rm -rf $(VENV) .ensign .pytest_cache .mypy_cache .ruff_cache
