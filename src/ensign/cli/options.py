@@ -10,6 +10,7 @@ import click
 
 __all__ = [
     "json_option",
+    "paging_options",
     "parse_json_object",
     "project_option",
     "split_list",
@@ -86,3 +87,9 @@ def version_option(func: F) -> F:
     return click.option(
         "-ver", "--version", "version", required=True, metavar="NAME", help="Version name."
     )(func)
+
+
+def paging_options(func: F) -> F:
+    """Add ``--limit`` and ``--offset`` to a listing command."""
+    func = click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)(func)
+    return click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True)(func)

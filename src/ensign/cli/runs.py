@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from ensign.cli.options import json_option, project_option, split_list, tracking_uri_option
+from ensign.cli.options import (
+    json_option,
+    paging_options,
+    project_option,
+    split_list,
+    tracking_uri_option,
+)
 from ensign.cli.output import print_json, print_record, print_table
 from ensign.client import ProjectClient, RunClient
 from ensign.errors import UnknownMetric
@@ -59,8 +65,7 @@ def runs() -> None:
 @project_option
 @click.option("--query", default=None, help="e.g. 'status:succeeded', 'tags:baseline'.")
 @click.option("--sort", default=None, help="started_at, ended_at, name or status; '-' desc.")
-@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@paging_options
 @json_option
 @tracking_uri_option
 def ls(

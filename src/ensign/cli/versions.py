@@ -18,6 +18,7 @@ import click
 from ensign.cli.errors import CliError
 from ensign.cli.options import (
     json_option,
+    paging_options,
     parse_json_object,
     project_option,
     split_list,
@@ -274,8 +275,7 @@ def make_versions_group(kind: str, name: str) -> click.Group:
         "--query", default=None, help="e.g. 'stage:production', 'tags:prod', 'name:v1|v2'."
     )
     @click.option("--sort", default=None, help="created_at, updated_at, name or stage; '-' desc.")
-    @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True)
-    @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+    @paging_options
     @json_option
     @tracking_uri_option
     def ls(
