@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from serving import LiveServer, start_server
+
 _ENV = ("ENSIGN_TRACKING_URI", "ENSIGN_ARTIFACTS_URI", "ENSIGN_PROJECT", "ENSIGN_TOKEN")
 
 
@@ -183,3 +185,16 @@ def s3_enforced_credentials(s3_env: str) -> Iterator[tuple[str, str]]:
         yield key["AccessKeyId"], key["SecretAccessKey"]
     finally:
         moto_api(s3_env, "reset-auth", b"inf")
+
+
+# --- ensign server: a real process on a free port (see serving.py) ---------------------
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A fresh ``ensign server`` on a folder store, with its administrator token."""
+    server = start_server(tmp_path / "server")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -25,6 +25,12 @@ also a lookup failure or a bad value derive from :class:`LookupError` or
     │   └── DigestMismatch               names the file whose bytes do not match
     ├── RunEnded                         logging after ``end()``
     ├── BackgroundError                  what the writer or upload pool failed with
+    ├── InvalidRequest (ValueError)      a request body with unknown or malformed fields
+    │   └── PayloadTooLarge              a body or bundle over the server's size limit
+    ├── InvalidBundle (ValueError)       a pushed bundle: unsafe entry, bad config or goals
+    ├── Unauthorized                     no token, or a token the server does not know
+    ├── Forbidden                        a token without the role or project, a bad signed URL
+    ├── ServerUnavailable (ConnectionError)  the server cannot be reached (after retries)
     └── ArtifactsException               the artifact helper (``ensign.artifacts``)
         ├── NoAdvertisedProviders        the store advertises no artifact provider
         ├── UnsupportedArtifactsType     a provider type ensign has no helper for
@@ -47,23 +53,29 @@ __all__ = [
     "Conflict",
     "DigestMismatch",
     "EnsignError",
+    "Forbidden",
     "IntegrityError",
     "InvalidArtifactArgument",
+    "InvalidBundle",
     "InvalidCondition",
     "InvalidMetric",
     "InvalidName",
     "InvalidProviderConfig",
     "InvalidQuery",
+    "InvalidRequest",
     "InvalidStage",
     "NoAdvertisedProviders",
     "NoDefaultConfig",
     "NotFound",
+    "PayloadTooLarge",
     "ProjectNotFound",
     "ProviderSpecificException",
     "RunEnded",
     "RunNotFound",
+    "ServerUnavailable",
     "StoreNotAvailable",
     "TargetNotEmpty",
+    "Unauthorized",
     "UnknownMetric",
     "UnsupportedArtifactsType",
     "VersionExists",
@@ -225,6 +237,50 @@ class BackgroundError(EnsignError):
         super().__init__(f"background work failed: {first!r}{more}")
 
 
+class InvalidRequest(EnsignError, ValueError):
+    """A request the server refuses as malformed: unknown fields, wrong types, bad JSON."""
+
+
+class PayloadTooLarge(InvalidRequest):
+    """A request body or pushed bundle over the server's size limit.
+
+    Attributes:
+        limit: The limit in bytes.
+    """
+
+    def __init__(self, message: str, limit: int | None = None) -> None:
+        self.limit = limit
+        super().__init__(message)
+
+
+class InvalidBundle(EnsignError, ValueError):
+    """A pushed bundle that cannot be evaluated.
+
+    The message names what is wrong: the tar entry that is unsafe (absolute, ``..``, a
+    link or a device), the config field or goal that is malformed, the measurement that
+    is unknown (with the known ones), the dataset or column that is missing.
+
+    Attributes:
+        where: The entry, file or field at fault, when one is.
+    """
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        self.where = where
+        super().__init__(message)
+
+
+class Unauthorized(EnsignError):
+    """No bearer token was sent, or the server knows no such (unexpired) token."""
+
+
+class Forbidden(EnsignError):
+    """The token lacks the role or the project, or a signed URL was tampered with or expired."""
+
+
+class ServerUnavailable(EnsignError, ConnectionError):
+    """The server could not be reached, or kept answering 5xx, after every retry."""
+
+
 # --- the artifact helper (ensign.artifacts); names as in openEO's artifacts API ------------
 
 
@@ -302,6 +358,12 @@ HTTP_STATUS: dict[type[EnsignError], int] = {
     Conflict: 409,
     IntegrityError: 422,
     RunEnded: 409,
+    InvalidRequest: 400,
+    PayloadTooLarge: 413,
+    InvalidBundle: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    ServerUnavailable: 503,
     BackgroundError: 500,
     ArtifactsException: 500,
     NoAdvertisedProviders: 501,

@@ -7,6 +7,13 @@ Command tree::
       models     (the same, for model versions)
       runs       ls|get|metrics
       gc
+      server     the REST API (see ensign.server)
+      worker     evaluation workers for a shared database
+      push       push a bundle and wait for its goals
+      sync       send runs spooled while the server was unreachable
+      projects   create
+      tokens     create
+      db         upgrade
 
 User errors print one ``error: ...`` line on stderr (see :mod:`ensign.cli.errors`).
 """
@@ -19,6 +26,7 @@ from ensign import __version__
 from ensign.cli.errors import EnsignGroup
 from ensign.cli.gc import gc
 from ensign.cli.runs import runs
+from ensign.cli.server import db, projects, server, tokens
 from ensign.cli.versions import make_versions_group
 
 __all__ = ["cli", "main"]
@@ -34,6 +42,10 @@ cli.add_command(make_versions_group("artifact", "artifacts"))
 cli.add_command(make_versions_group("model", "models"))
 cli.add_command(runs)
 cli.add_command(gc)
+cli.add_command(server)
+cli.add_command(projects)
+cli.add_command(tokens)
+cli.add_command(db)
 
 
 def main() -> None:

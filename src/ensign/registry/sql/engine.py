@@ -19,7 +19,7 @@ __all__ = ["HEAD_REVISION", "create_engine", "upgrade", "write_transaction"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 #: The schema revision this version of ensign writes.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 # Several processes share one SQLite file: wait for the write lock rather than fail.
 _SQLITE_BUSY_TIMEOUT_MS = 120_000
 

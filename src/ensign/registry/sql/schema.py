@@ -11,14 +11,18 @@ import sqlalchemy as sa
 __all__ = [
     "counters",
     "decisions",
+    "idempotency_keys",
+    "jobs",
     "metadata",
     "metrics",
     "params",
     "projects",
+    "pushes",
     "refs",
     "runs",
     "settings",
     "stage_conditions",
+    "tokens",
     "versions",
 ]
 
@@ -148,4 +152,68 @@ counters = sa.Table(
     sa.Column("project_id", ID, sa.ForeignKey("projects.id"), primary_key=True),
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("last_value", sa.BigInteger, nullable=False),
+)
+
+# --- the server (revision 0002): tokens, jobs, pushes, idempotency keys ---------------------
+
+tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    # sha256 of the token: the token itself is shown once and never stored.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    # NULL: every project (the administrator's token).
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id")),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(128)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(128)),
+    sa.Column("lease_until", sa.Double),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Index("ix_jobs_status_created", "status", "created_at"),
+)
+
+pushes = sa.Table(
+    "pushes",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("storage_uri", sa.Text, nullable=False),
+    sa.Column("file_size", sa.BigInteger),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_message", sa.Text),
+    sa.Column("passing", sa.Integer, nullable=False),
+    sa.Column("failing", sa.Integer, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("results", sa.Text, nullable=False),
+    sa.Column("options", sa.Text, nullable=False),
+    sa.Column("run_uuid", ID),
+    sa.Column("version_name", sa.String(128)),
+    sa.Column("author_id", ID),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Index("ix_pushes_project_created", "project_id", "created_at"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
 )

@@ -1,0 +1,158 @@
+"""``ensign server`` and the commands that administer its store: projects, tokens, db."""
+
+from __future__ import annotations
+
+import click
+
+from ensign.cli.options import tracking_uri_option
+from ensign.config import resolve_tracking_uri, tracking_location
+from ensign.errors import ConfigurationError
+from ensign.registry.sql import SqlRegistry
+from ensign.registry.sql.engine import (
+    HEAD_REVISION,
+    create_engine,
+    current_revision,
+    upgrade,
+    write_transaction,
+)
+from ensign.registry.sql.tokens import ROLES, create_token
+
+__all__ = ["db", "projects", "server", "tokens"]
+
+
+def _database_url(tracking_uri: str | None) -> str:
+    location = tracking_location(resolve_tracking_uri(tracking_uri))
+    if location.database_url is None:
+        raise ConfigurationError(
+            f"{location.uri} is a server; this command works on its database: pass the "
+            "server's own --tracking-uri (a folder, sqlite:///FILE or postgresql+psycopg://...)"
+        )
+    return location.database_url
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@tracking_uri_option
+@click.option(
+    "--artifacts-uri",
+    metavar="URI",
+    default=None,
+    help="Where bytes go: a folder, s3://bucket/prefix, ... [default: the store's own]",
+)
+@click.option(
+    "--allow-run-scripts",
+    is_flag=True,
+    help="Run the batchCommand of pushed 'full' models (in a subprocess, with a time limit).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Evaluation workers inside this process (0: leave jobs to 'ensign worker').",
+)
+@click.option("--access-log", is_flag=True, help="Log every request.")
+def server(
+    host: str,
+    port: int,
+    tracking_uri: str | None,
+    artifacts_uri: str | None,
+    allow_run_scripts: bool,
+    workers: int,
+    access_log: bool,
+) -> None:
+    """Serve the REST API of a store; GET /healthz answers 200 once it serves."""
+    import uvicorn
+
+    from ensign.server.app import create_app
+    from ensign.server.settings import ServerSettings
+    from ensign.server.state import open_state
+
+    settings = ServerSettings(
+        tracking_uri=tracking_uri,
+        artifacts_uri=artifacts_uri,
+        allow_run_scripts=allow_run_scripts,
+        workers=workers,
+    )
+    app = create_app(settings, state=open_state(settings))
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="warning")
+
+
+@click.group("projects")
+def projects() -> None:
+    """Create and list projects (on the store's database)."""
+
+
+@projects.command("create")
+@click.argument("name")
+@click.option("--description", default=None, help="Free text.")
+@tracking_uri_option
+def create_project(name: str, description: str | None, tracking_uri: str | None) -> None:
+    """Create a project and print its id alone."""
+    registry = SqlRegistry(_database_url(tracking_uri))
+    try:
+        project = registry.create_project(name, description)
+    finally:
+        registry.close()
+    click.echo(project.id)
+
+
+@click.group("tokens")
+def tokens() -> None:
+    """Create API tokens for ``ensign server`` (on the store's database)."""
+
+
+@tokens.command("create")
+@click.option(
+    "--project",
+    metavar="NAME",
+    default=None,
+    help="The project the token covers (key or id) [default: every project].",
+)
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the token may do.")
+@click.option("--name", default=None, help="A label for people.")
+@click.option(
+    "--expires-in",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Lifetime [default: never expires].",
+)
+@tracking_uri_option
+def create_api_token(
+    project: str | None,
+    role: str,
+    name: str | None,
+    expires_in: float | None,
+    tracking_uri: str | None,
+) -> None:
+    """Create a token and print it alone (it is shown only this once)."""
+    registry = SqlRegistry(_database_url(tracking_uri))
+    try:
+        with write_transaction(registry.engine) as conn:
+            token = create_token(conn, role=role, project=project, name=name, expires_in=expires_in)
+    finally:
+        registry.close()
+    click.echo(token)
+
+
+@click.group("db")
+def db() -> None:
+    """The metadata database's schema."""
+
+
+@db.command("upgrade")
+@tracking_uri_option
+def db_upgrade(tracking_uri: str | None) -> None:
+    """Apply pending migrations (safe while other processes start)."""
+    engine = create_engine(_database_url(tracking_uri))
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == HEAD_REVISION:
+        click.echo(f"schema already at revision {HEAD_REVISION}")
+    else:
+        click.echo(f"schema upgraded from {before or 'nothing'} to revision {HEAD_REVISION}")
