@@ -27,6 +27,7 @@ from ensign.cli.errors import EnsignGroup
 from ensign.cli.gc import gc
 from ensign.cli.runs import runs
 from ensign.cli.server import db, projects, server, tokens
+from ensign.cli.sync import sync
 from ensign.cli.versions import make_versions_group
 
 __all__ = ["cli", "main"]
@@ -46,6 +47,7 @@ cli.add_command(server)
 cli.add_command(projects)
 cli.add_command(tokens)
 cli.add_command(db)
+cli.add_command(sync)
 
 
 def main() -> None:

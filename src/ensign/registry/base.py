@@ -102,8 +102,14 @@ class Registry(Protocol):
         description: str | None = None,
         tags: Sequence[str] = (),
         environment: dict[str, Any] | None = None,
+        run_uuid: str | None = None,
     ) -> Run:
-        """Create a running run in ``project`` (created when missing)."""
+        """Create a running run in ``project`` (created when missing).
+
+        ``run_uuid`` chooses the run's id (32 hex characters), so that a retried or
+        replayed create can never make two runs; :class:`~ensign.errors.Conflict` when
+        a run already has it.
+        """
 
     def get_run(self, run_uuid: str) -> Run:
         """Return a run."""

@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from ensign.backend import open_backend
+from ensign.backend import Backend, open_backend
 from ensign.config import resolve_project
-from ensign.errors import RunEnded
+from ensign.errors import RunEnded, ServerUnavailable
 from ensign.names import check_project_key
 from ensign.promotion.spec import Mode
 from ensign.records import ArtifactVersion, PromotionDecision, RunStatus
 from ensign.tracking.run import Run
+from ensign.tracking.spool import Spool, announce
 
 __all__ = [
     "Run",
@@ -125,6 +126,8 @@ def init(
     """
     key = check_project_key(resolve_project(project))
     backend = open_backend(tracking_uri, artifacts_uri)
+    if backend.location.is_remote:
+        _send_spooled(backend)
     try:
         run = Run(backend, key, name=name, description=description, tags=tags)
     except BaseException:
@@ -137,6 +140,20 @@ def init(
     if previous is not None and not previous.ended:
         previous.end()
     return run
+
+
+def _send_spooled(backend: Backend) -> None:
+    """Send what earlier runs spooled for this server, if it can be reached now."""
+    spool = Spool(backend.location.uri)
+    try:
+        if not spool.pending():
+            return
+        report = spool.sync(backend)
+        announce(f"sent {len(report.runs)} spooled runs to {backend.location.uri}")
+    except ServerUnavailable:
+        pass  # still away: the new run will say so itself
+    finally:
+        spool.close()
 
 
 def get_run() -> Run | None:

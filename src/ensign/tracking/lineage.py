@@ -10,11 +10,13 @@ from typing import Any
 
 from ensign import jsonio
 from ensign.backend import Backend
-from ensign.errors import ArtifactNotFound
+from ensign.errors import ArtifactNotFound, ServerUnavailable
 from ensign.records import ArtifactRef
+from ensign.storage.blobstore import BlobStore
 from ensign.storage.hashing import sha256_bytes
 from ensign.tracking.environment import capture_environment, git_state
 from ensign.tracking.refs import RefRequest, is_remote_path, store_ref
+from ensign.tracking.spool import Spool
 from ensign.tracking.uploads import UploadPool
 from ensign.tracking.writer import BackgroundWriter
 
@@ -34,6 +36,16 @@ class LineageLogging:
     _ref_tickets: dict[tuple[str, bool], int]
     _ticket_lock: threading.Lock
     _check_open: Callable[[], None]
+    _spooled: Callable[[], Spool]
+
+    def _stored(self, put: Callable[[BlobStore], ArtifactRef]) -> ArtifactRef:
+        """Store bytes in the run's store, or in the offline spool when its server is away."""
+        try:
+            return put(self.backend.store)
+        except ServerUnavailable:
+            if not self.backend.location.is_remote:
+                raise
+            return put(self._spooled().backend.store)
 
     def log_artifact_ref(
         self,
@@ -101,9 +113,8 @@ class LineageLogging:
         return add
 
     def _submit_ref(self, request: RefRequest) -> None:
-        store = self.backend.store
         add = self._ref_adder(request.name, request.is_input)
-        self._pool.submit(lambda: add(store_ref(request, store)))
+        self._pool.submit(lambda: add(self._stored(lambda store: store_ref(request, store))))
 
     def log_model_ref(
         self,
@@ -212,25 +223,26 @@ class LineageLogging:
     def log_env(self) -> None:
         """Store the environment as a JSON file and log it as an input (kind ``env``)."""
         self._check_open()
-        store, uuid = self.backend.store, self.uuid
+        uuid = self.uuid
         add = self._ref_adder("env", True)
 
         def job() -> None:
             environment = capture_environment()
+            add(self._stored(lambda store: env_ref(store, environment)))
+
+        def env_ref(store: BlobStore, environment: dict[str, Any]) -> ArtifactRef:
             blob = store.put_bytes(jsonio.dumps(environment).encode())
-            add(
-                ArtifactRef(
-                    run=uuid,
-                    name="env",
-                    kind="env",
-                    uri=None,
-                    digest=blob.digest,
-                    size=blob.size,
-                    is_input=True,
-                    summary={"python": environment["python"], "host": environment["host"]},
-                    store_uri=store.uri,
-                    manifest={"environment.json": {"digest": blob.digest, "size": blob.size}},
-                )
+            return ArtifactRef(
+                run=uuid,
+                name="env",
+                kind="env",
+                uri=None,
+                digest=blob.digest,
+                size=blob.size,
+                is_input=True,
+                summary={"python": environment["python"], "host": environment["host"]},
+                store_uri=store.uri,
+                manifest={"environment.json": {"digest": blob.digest, "size": blob.size}},
             )
 
         self._pool.submit(job)

@@ -6,12 +6,13 @@ import math
 import operator
 import threading
 import time
+import uuid as uuidlib
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 from ensign.backend import Backend
-from ensign.errors import BackgroundError, InvalidMetric, RunEnded
+from ensign.errors import BackgroundError, InvalidMetric, RunEnded, ServerUnavailable
 from ensign.names import check_metric_name
 from ensign.promotion.decide import decide
 from ensign.promotion.register import manifest_of, register_version, select_refs
@@ -24,9 +25,10 @@ from ensign.records import (
     parse_status,
 )
 from ensign.records import Run as RunRecord
-from ensign.registry import VersionSpec
+from ensign.registry import RunBatch, VersionSpec
 from ensign.tracking.environment import capture_environment
 from ensign.tracking.lineage import LineageLogging
+from ensign.tracking.spool import Spool, announce
 from ensign.tracking.uploads import UploadPool
 from ensign.tracking.writer import BackgroundWriter
 
@@ -42,6 +44,10 @@ class Run(LineageLogging):
     Create one with :func:`ensign.tracking.init`. A run is also a context manager: leaving
     the block ends it, as ``failed`` when the block raised (``stopped`` on
     ``KeyboardInterrupt``).
+
+    With a server as tracking URI, a run that cannot reach it logs to the offline spool
+    (see :mod:`ensign.tracking.spool`) and says so once: all of it when the server is
+    unreachable at start, else what could not be delivered. ``ensign sync`` sends it.
 
     Attributes:
         uuid: The run's id (32 hex characters).
@@ -60,10 +66,31 @@ class Run(LineageLogging):
         capture_env: bool = True,
         owns_backend: bool = True,
     ) -> None:
-        record = backend.registry.create_run(
-            project, name=name, description=description, tags=list(tags or [])
-        )
-        self._start(backend, record, owns_backend=owns_backend, next_steps=None)
+        run_uuid = uuidlib.uuid4().hex
+        offline: Spool | None = None
+        try:
+            record = backend.registry.create_run(
+                project,
+                name=name,
+                description=description,
+                tags=list(tags or []),
+                run_uuid=run_uuid,
+            )
+        except ServerUnavailable as error:
+            if not backend.location.is_remote:
+                raise
+            offline = Spool(backend.location.uri)
+            record = offline.start_run(
+                project, run_uuid, name=name, description=description, tags=list(tags or [])
+            )
+            announce(
+                f"{error}; run {run_uuid} logs to the offline spool {offline.folder}: "
+                "'ensign sync' sends it once the server is back"
+            )
+            if owns_backend:
+                backend.close()
+            backend, owns_backend = offline.backend, False
+        self._start(backend, record, owns_backend=owns_backend, next_steps=None, offline=offline)
         if capture_env:
             self._pool.submit(lambda: self._writer.add_environment(capture_environment()))
 
@@ -74,6 +101,7 @@ class Run(LineageLogging):
         *,
         owns_backend: bool,
         next_steps: dict[str, int] | None,
+        offline: Spool | None = None,
     ) -> None:
         """Set up the live state of a run, new (``__init__``) or reopened (``attach``)."""
         self.uuid = record.uuid
@@ -84,7 +112,16 @@ class Run(LineageLogging):
         self._ended = False
         self._failed_before = False
         self._end_lock = threading.Lock()
-        self._writer = BackgroundWriter(backend.registry, self.uuid, next_steps=next_steps)
+        self._offline = offline
+        self._spool: Spool | None = None  # where undeliverable writes of a remote run go
+        self._spool_lock = threading.Lock()
+        self._record = record
+        self._writer = BackgroundWriter(
+            backend.registry,
+            self.uuid,
+            next_steps=next_steps,
+            spool=self._spool_batch if backend.location.is_remote else None,
+        )
         self._metrics = self._writer.metrics
         self._append_metric = self._metrics.append
         self._metric_names: set[str] = set()  # names already checked by check_metric_name
@@ -120,10 +157,41 @@ class Run(LineageLogging):
     def __repr__(self) -> str:
         return f"Run(uuid={self.uuid!r}, project={self.project!r}, name={self.name!r})"
 
+    # the offline spool -------------------------------------------------------------------
+
+    @property
+    def offline(self) -> bool:
+        """Whether the run lives in the offline spool (its server was unreachable at start)."""
+        return self._offline is not None
+
+    def _spooled(self) -> Spool:
+        """Return the spool for writes the server could not take, saying so the first time."""
+        with self._spool_lock:
+            if self._spool is None:
+                spool = Spool(self.backend.location.uri)
+                spool.adopt(self._record)
+                announce(
+                    f"{self.backend.location.uri} cannot be reached; what run {self.uuid} "
+                    f"cannot send goes to the offline spool {spool.folder}: 'ensign sync' "
+                    "sends it once the server is back"
+                )
+                self._spool = spool
+            return self._spool
+
+    def _spool_batch(self, batch: RunBatch) -> None:
+        self._spooled().backend.registry.write_batch(batch)
+
     @property
     def ended(self) -> bool:
         """Whether ``end()`` was called."""
         return self._ended
+
+    def _check_online(self) -> None:
+        if self._offline is not None:
+            raise ServerUnavailable(
+                f"run {self.uuid} is in the offline spool: promotion needs the server, "
+                "which decides against the versions it holds; sync the run and promote later"
+            )
 
     def _check_open(self) -> None:
         if self._ended:
@@ -247,6 +315,7 @@ class Run(LineageLogging):
         promotion = Promotion(
             when=when, better_than=better_than, metric=metric, mode=mode, min_delta=min_delta
         )
+        self._check_online()
         self.flush()
         decision = decide(
             self.backend.registry, self.uuid, self.project, kind, promotion, dry_run=True
@@ -266,6 +335,7 @@ class Run(LineageLogging):
         force: bool,
         promotion: Promotion,
     ) -> ArtifactVersion | None:
+        self._check_online()
         self.flush()
         registry = self.backend.registry
         decision = decide(registry, self.uuid, self.project, kind, promotion, dry_run=False)
@@ -431,8 +501,16 @@ class Run(LineageLogging):
         if errors or self._failed_before:
             final = RunStatus.FAILED
         try:
-            self.backend.registry.set_run_status(self.uuid, final.value, ended=True)
+            try:
+                self.backend.registry.set_run_status(self.uuid, final.value, ended=True)
+            except ServerUnavailable:
+                if not self.backend.location.is_remote:
+                    raise
+                self._spooled().backend.registry.set_run_status(self.uuid, final.value, ended=True)
         finally:
+            for spool in (self._spool, self._offline):
+                if spool is not None:
+                    spool.close()
             if self._owns_backend:
                 self.backend.close()
         if errors:

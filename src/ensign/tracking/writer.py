@@ -5,9 +5,11 @@ from __future__ import annotations
 import collections
 import operator
 import threading
+from collections.abc import Callable
 from itertools import groupby
 from typing import Any
 
+from ensign.errors import ServerUnavailable
 from ensign.records import ArtifactRef
 from ensign.registry import Registry, RunBatch
 from ensign.registry.base import MetricRow
@@ -37,6 +39,8 @@ class BackgroundWriter:
         run_uuid: The run the batches belong to.
         next_steps: For each metric, the step a step-less point gets next (for resume).
         interval: Seconds between background flushes.
+        spool: Where a batch goes when the registry's server cannot be reached (remote
+            tracking); without it such a batch is kept and retried like any failure.
     """
 
     def __init__(
@@ -46,8 +50,10 @@ class BackgroundWriter:
         *,
         next_steps: dict[str, int] | None = None,
         interval: float = 0.25,
+        spool: Callable[[RunBatch], None] | None = None,
     ) -> None:
         self.registry = registry
+        self._spool = spool
         self.run_uuid = run_uuid
         self.metrics: collections.deque[PendingMetric] = collections.deque()
         self._next_step = dict(next_steps or {})
@@ -140,12 +146,20 @@ class BackgroundWriter:
             self._failed = []
             for index, item in enumerate(todo):
                 try:
-                    self.registry.write_batch(item)
+                    self._write(item)
                 except Exception as exc:
                     self._failed = todo[index:]
                     self._error = exc
                     raise
             self._error = None
+
+    def _write(self, batch: RunBatch) -> None:
+        try:
+            self.registry.write_batch(batch)
+        except ServerUnavailable:
+            if self._spool is None:
+                raise
+            self._spool(batch)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

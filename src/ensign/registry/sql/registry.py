@@ -98,8 +98,14 @@ class SqlRegistry:
         description: str | None = None,
         tags: Sequence[str] = (),
         environment: dict[str, Any] | None = None,
+        run_uuid: str | None = None,
     ) -> Run:
-        """Create a running run in ``project`` (created when missing)."""
+        """Create a running run in ``project`` (created when missing).
+
+        ``run_uuid`` chooses the run's id (32 hex characters), so that a retried or
+        replayed create can never make two runs; :class:`~ensign.errors.Conflict` when
+        a run already has it.
+        """
         check_project_key(project)
         with write_transaction(self.engine) as conn:
             return run_ops.create_run(
@@ -109,6 +115,7 @@ class SqlRegistry:
                 description=description,
                 tags=tags,
                 environment=environment or {},
+                run_uuid=run_uuid,
             )
 
     def get_run(self, run_uuid: str) -> Run:

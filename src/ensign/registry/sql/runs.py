@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ensign import jsonio
-from ensign.errors import Conflict, InvalidQuery, ProjectNotFound, RunNotFound
+from ensign.errors import Conflict, InvalidName, InvalidQuery, ProjectNotFound, RunNotFound
 from ensign.records import (
     ArtifactRef,
     MetricPoint,
@@ -158,6 +158,12 @@ def create_run(
     """Create a run in ``project`` (created if needed) with status ``running``."""
     project_id = ensure_project(conn, project).id
     new_uuid = run_uuid or uuidlib.uuid4().hex
+    if run_uuid is not None:
+        if len(run_uuid) != 32 or any(c not in "0123456789abcdef" for c in run_uuid):
+            raise InvalidName(f"a run id must be 32 lowercase hex characters, got {run_uuid!r}")
+        taken = conn.execute(sa.select(runs.c.uuid).where(runs.c.uuid == run_uuid)).first()
+        if taken is not None:
+            raise Conflict(f"run {run_uuid!r} already exists")
     conn.execute(
         runs.insert().values(
             uuid=new_uuid,
