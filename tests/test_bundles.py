@@ -942,3 +942,19 @@ def test_a_shell_model_command_is_never_run(tmp_path: Path, digits: Digits) -> N
     folder = write_digits(tmp_path / "d", digits, [accuracy_goal(0.5)], config=config)
     assert evaluate_bundle(folder, allow_run_scripts=True).status == "completed"
     assert not (folder / "ran").exists()
+
+
+def test_a_pushed_command_does_not_see_the_servers_secrets(
+    tmp_path: Path, digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENSIGN_TOKEN", "ens_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    monkeypatch.setenv("PGPASSWORD", "pg-secret")
+    monkeypatch.setenv("ENSIGN_HARMLESS_LOOKING", "still-hidden")
+    folder = full_bundle(tmp_path / "d", digits, "env > seen.txt", predictions=True)
+    evaluation = evaluate_bundle(folder, allow_run_scripts=True, time_limit=20)
+    assert evaluation.status == "completed", evaluation.status_message
+    seen = (folder / "seen.txt").read_text()
+    for secret in ("ens_secret", "aws-secret", "pg-secret", "still-hidden"):
+        assert secret not in seen
+    assert "PATH=" in seen  # the rest of the environment is kept

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -280,6 +281,21 @@ def _error(goal: Goal, threshold: Threshold, dataset: str, reason: str) -> GoalR
     )
 
 
+#: Variables a pushed script never sees: the server's token, database and store credentials.
+_SECRET_PREFIXES = ("ENSIGN_", "AWS_", "AZURE_", "GOOGLE_", "GCS_", "PG", "OPENLAYER_")
+
+
+def script_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment a ``batchCommand`` runs with: the server's, less its secrets.
+
+    Pushed code is somebody else's code: it keeps ``PATH``, ``HOME``, locale and the
+    like, but not ``ENSIGN_*`` (tokens, tracking URIs), cloud credentials (``AWS_*``,
+    ``AZURE_*``, ``GOOGLE_*``, ``GCS_*``), PostgreSQL settings (``PG*``) or
+    ``OPENLAYER_*``.
+    """
+    return {k: v for k, v in environment.items() if not k.upper().startswith(_SECRET_PREFIXES)}
+
+
 def _run_batch_command(command: str, root: Path, time_limit: float) -> str | None:
     """Run a ``full`` model's command; return why it failed, or ``None`` when it succeeded.
 
@@ -287,12 +303,14 @@ def _run_batch_command(command: str, root: Path, time_limit: float) -> str | Non
     process group). Its output goes to temporary files, so a chatty command cannot fill
     memory and a background child holding the output open cannot stall the wait. When it
     ends, or when ``time_limit`` passes, the whole group is killed with ``SIGKILL``.
+    The command does not see the server's secrets: see :func:`script_environment`.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
             command,
             shell=True,
             cwd=root,
+            env=script_environment(os.environ),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
