@@ -88,11 +88,19 @@ def test_postgres_uris_use_psycopg() -> None:
         assert location.local_folder is None
 
 
-def test_a_server_uri_is_remote() -> None:
-    location = tracking_location("http://localhost:8765")
+def test_a_server_uri_is_remote_and_opening_it_sends_nothing() -> None:
+    location = tracking_location("http://127.0.0.1:9")  # nothing listens on port 9
     assert location.is_remote
-    with pytest.raises(ConfigurationError, match="names a server"):
-        open_backend("http://localhost:8765")
+    backend = open_backend("http://127.0.0.1:9")  # no request yet: no server needed
+    try:
+        assert backend.location.is_remote
+    finally:
+        backend.close()
+
+
+def test_a_server_chooses_where_bytes_go() -> None:
+    with pytest.raises(ConfigurationError, match="artifacts"):
+        open_backend("http://127.0.0.1:9", "s3://bucket/elsewhere")
 
 
 @pytest.mark.parametrize("uri", ["ftp://host/path", "s3://bucket/meta", "mysql://u@h/db"])

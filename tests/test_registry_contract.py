@@ -24,6 +24,7 @@ from ensign.errors import (
 from ensign.records import ArtifactRef, PromotionDecision, RunStatus, Stages
 from ensign.registry.base import RunBatch, VersionSpec
 from ensign.registry.sql import SqlRegistry
+from ensign.storage.blobstore import BlobStore
 
 INF = math.inf
 D1 = "1" * 64
@@ -31,13 +32,84 @@ D2 = "2" * 64
 D3 = "3" * 64
 
 
-@pytest.fixture
-def registry(database_url: str) -> Iterator[SqlRegistry]:
-    reg = SqlRegistry(database_url)
+# Over REST a version's blobs must be in the store (the server checks, DESIGN §4.4), so
+# the server's store holds D1..D3 (as bytes that are not theirs: only presence counts),
+# and versions name that store (see the ``store_uri`` fixture).
+
+
+@pytest.fixture(scope="module")
+def rest_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One ``ensign server`` per database kind for the module, started on first use."""
+    from conftest import create_postgres_database, drop_postgres_database
+    from serving import run_ensign, start_server
+
+    started: dict[str, Any] = {}
+
+    def server(kind: str) -> Any:
+        if kind not in started:
+            folder = tmp_path_factory.mktemp(f"rest-{kind}")
+            if kind == "sqlite":
+                url = f"sqlite:///{folder / 'registry.db'}"
+            else:
+                url = create_postgres_database()
+                upgraded = run_ensign("db", "upgrade", "--tracking-uri", url)
+                assert upgraded.returncode == 0, upgraded.stderr
+            blobs = BlobStore(str(folder / "blobs"))
+            for digest in (D1, D2, D3):
+                blobs.fs.makedirs(blobs.blob_path(digest).rsplit("/", 1)[0], exist_ok=True)
+                blobs.fs.pipe_file(blobs.blob_path(digest), digest.encode())
+            live = start_server(folder, tracking_uri=url, artifacts_uri=str(folder / "blobs"))
+            started[kind] = (live, sa.create_engine(url), url)
+        return started[kind]
+
+    yield {"server": server}
+    for live, engine, url in started.values():
+        live.stop()
+        engine.dispose()
+        if not url.startswith("sqlite"):
+            drop_postgres_database(url)
+
+
+def _wipe(engine: sa.Engine) -> None:
+    """Empty every table but the tokens: each test starts with a fresh registry."""
+    from ensign.registry.sql.schema import metadata, tokens
+
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            if table is not tokens:
+                conn.execute(table.delete())
+
+
+@pytest.fixture(params=["sql", "rest"])
+def registry(
+    request: pytest.FixtureRequest, database_url: str, rest_servers: dict[str, Any]
+) -> Iterator[Any]:
+    """The SqlRegistry on a fresh database, then a RestRegistry on a live server.
+
+    Over REST the server's database is emptied before each test, and ``engine`` (which
+    tests use to look at the rows) is that database.
+    """
+    if request.param == "sql":
+        reg = SqlRegistry(database_url)
+    else:
+        from ensign.registry.rest import RestRegistry
+
+        kind = "sqlite" if database_url.startswith("sqlite") else "postgres"
+        live, engine, _url = rest_servers["server"](kind)
+        _wipe(engine)
+        reg = RestRegistry(live.url, live.token)
+        reg.engine = engine
+        reg.served_store = (live.log.parent / "blobs").as_uri()
     try:
         yield reg
     finally:
         reg.close()
+
+
+@pytest.fixture
+def store_uri(registry: Any) -> str:
+    """The store versions name: any for the SQL registry, the server's own over REST."""
+    return str(getattr(registry, "served_store", "file:///store"))
 
 
 def make_ref(run: str, name: str, *, is_input: bool = False, **extra: Any) -> ArtifactRef:
@@ -437,7 +509,7 @@ def test_decisions_are_kept_oldest_first(registry: SqlRegistry) -> None:
 # --- versions -------------------------------------------------------------------------
 
 
-def test_create_named_version(registry: SqlRegistry) -> None:
+def test_create_named_version(registry: SqlRegistry, store_uri: str) -> None:
     run = registry.create_run("digits").uuid
     created = registry.create_version(
         "digits",
@@ -450,7 +522,7 @@ def test_create_named_version(registry: SqlRegistry) -> None:
             run=run,
             artifacts=["model"],
             manifest={"model.pkl": {"digest": D1, "size": 5}},
-            store_uri="file:///store",
+            store_uri=store_uri,
         ),
     )
     assert created.project == "digits"
@@ -462,7 +534,7 @@ def test_create_named_version(registry: SqlRegistry) -> None:
     assert created.run == run
     assert created.artifacts == ["model"]
     assert created.manifest == {"model.pkl": {"digest": D1, "size": 5}}
-    assert created.store_uri == "file:///store"
+    assert created.store_uri == store_uri
     assert created.stage == Stages.TESTING.value
     assert [c.type for c in created.stage_conditions] == ["testing"]
     assert created.evaluation is None

@@ -25,6 +25,7 @@ import click
 from ensign import __version__
 from ensign.cli.errors import EnsignGroup
 from ensign.cli.gc import gc
+from ensign.cli.push import push, worker
 from ensign.cli.runs import runs
 from ensign.cli.server import db, projects, server, tokens
 from ensign.cli.sync import sync
@@ -47,6 +48,8 @@ cli.add_command(server)
 cli.add_command(projects)
 cli.add_command(tokens)
 cli.add_command(db)
+cli.add_command(push)
+cli.add_command(worker)
 cli.add_command(sync)
 
 

@@ -53,6 +53,14 @@ def _database_url(tracking_uri: str | None) -> str:
     help="Evaluation workers inside this process (0: leave jobs to 'ensign worker').",
 )
 @click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--max-bundle-bytes", type=click.IntRange(min=1), default=None, hidden=True)
+@click.option(
+    "--script-time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Seconds a pushed model's batchCommand may run [default: 600].",
+)
 def server(
     host: str,
     port: int,
@@ -61,6 +69,8 @@ def server(
     allow_run_scripts: bool,
     workers: int,
     access_log: bool,
+    max_bundle_bytes: int | None,
+    script_time_limit: float | None,
 ) -> None:
     """Serve the REST API of a store; GET /healthz answers 200 once it serves."""
     import uvicorn
@@ -69,11 +79,14 @@ def server(
     from ensign.server.settings import ServerSettings
     from ensign.server.state import open_state
 
+    defaults = ServerSettings()
     settings = ServerSettings(
         tracking_uri=tracking_uri,
         artifacts_uri=artifacts_uri,
         allow_run_scripts=allow_run_scripts,
         workers=workers,
+        max_bundle_bytes=max_bundle_bytes or defaults.max_bundle_bytes,
+        script_time_limit=script_time_limit or defaults.script_time_limit,
     )
     app = create_app(settings, state=open_state(settings))
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="warning")

@@ -23,7 +23,11 @@ MetricRow = tuple[str, int, float, float]
 
 @dataclass
 class RunBatch:
-    """Everything a run buffered since the last flush, written in one transaction."""
+    """Everything a run buffered since the last flush, written in one transaction.
+
+    ``key`` names the batch for a server: a batch sent again with the same key (a retry
+    whose first answer was lost) is written once.  The embedded registry needs none.
+    """
 
     run_uuid: str
     metrics: list[MetricRow] = field(default_factory=list)
@@ -32,6 +36,7 @@ class RunBatch:
     environment: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     refs: list[ArtifactRef] = field(default_factory=list)
+    key: str | None = None
 
     def __bool__(self) -> bool:
         return bool(

@@ -17,6 +17,7 @@ from ensign.artifacts.capabilities import provider_for_store
 from ensign.server.auth import Access, Token, server_state
 from ensign.server.errors import install_error_handlers
 from ensign.server.limits import BodyLimit
+from ensign.server.routes import push
 from ensign.server.settings import ServerSettings
 from ensign.server.state import ServerState, open_state
 
@@ -80,4 +81,10 @@ def create_app(settings: ServerSettings, *, state: ServerState | None = None) ->
 
 def _include_routes(app: FastAPI) -> None:
     # One line per routes module.
-    pass
+    from ensign.server.routes import blobs, projects, runs, versions
+
+    app.include_router(projects.router)
+    app.include_router(runs.router)
+    app.include_router(versions.router)
+    app.include_router(blobs.router)
+    app.include_router(push.router)

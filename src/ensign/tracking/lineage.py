@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ensign import jsonio
-from ensign.backend import Backend
+from ensign.backend import Backend, BlobStorage
 from ensign.errors import ArtifactNotFound, ServerUnavailable
 from ensign.records import ArtifactRef
-from ensign.storage.blobstore import BlobStore
 from ensign.storage.hashing import sha256_bytes
 from ensign.tracking.environment import capture_environment, git_state
 from ensign.tracking.refs import RefRequest, is_remote_path, store_ref
@@ -38,7 +37,7 @@ class LineageLogging:
     _check_open: Callable[[], None]
     _spooled: Callable[[], Spool]
 
-    def _stored(self, put: Callable[[BlobStore], ArtifactRef]) -> ArtifactRef:
+    def _stored(self, put: Callable[[BlobStorage], ArtifactRef]) -> ArtifactRef:
         """Store bytes in the run's store, or in the offline spool when its server is away."""
         try:
             return put(self.backend.store)
@@ -230,7 +229,7 @@ class LineageLogging:
             environment = capture_environment()
             add(self._stored(lambda store: env_ref(store, environment)))
 
-        def env_ref(store: BlobStore, environment: dict[str, Any]) -> ArtifactRef:
+        def env_ref(store: BlobStorage, environment: dict[str, Any]) -> ArtifactRef:
             blob = store.put_bytes(jsonio.dumps(environment).encode())
             return ArtifactRef(
                 run=uuid,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ensign.errors import ArtifactNotFound
 from ensign.records import ArtifactRef
-from ensign.storage.blobstore import BlobStore
 from ensign.storage.hashing import iter_files, manifest_digest
+
+if TYPE_CHECKING:
+    from ensign.backend import BlobStorage
 
 __all__ = ["RefRequest", "is_remote_path", "store_ref"]
 
@@ -43,7 +45,7 @@ class RefRequest:
     rel_path: str | None = None
 
 
-def _file_ref(request: RefRequest, store: BlobStore, source: Path) -> ArtifactRef:
+def _file_ref(request: RefRequest, store: BlobStorage, source: Path) -> ArtifactRef:
     relative = request.rel_path or source.name
     if request.upload:
         blob = store.put_file(source, digest=request.digest)
@@ -55,7 +57,7 @@ def _file_ref(request: RefRequest, store: BlobStore, source: Path) -> ArtifactRe
     return _ref(request, digest, size, {}, None)
 
 
-def _dir_ref(request: RefRequest, store: BlobStore, source: Path) -> ArtifactRef:
+def _dir_ref(request: RefRequest, store: BlobStorage, source: Path) -> ArtifactRef:
     manifest: dict[str, dict[str, Any]] = {}
     for relative, path in iter_files(source):
         if request.upload:
@@ -77,7 +79,7 @@ def _ref(
     digest: str | None,
     size: int | None,
     manifest: dict[str, dict[str, Any]],
-    store: BlobStore | None,
+    store: BlobStorage | None,
 ) -> ArtifactRef:
     return ArtifactRef(
         run=request.run,
@@ -93,7 +95,7 @@ def _ref(
     )
 
 
-def store_ref(request: RefRequest, store: BlobStore) -> ArtifactRef:
+def store_ref(request: RefRequest, store: BlobStorage) -> ArtifactRef:
     """Hash (and unless asked not to, store) the bytes a request names; return its ref.
 
     Raises:

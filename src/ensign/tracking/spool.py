@@ -27,10 +27,12 @@ from ensign.errors import Conflict
 from ensign.records import ArtifactRef, RunStatus
 from ensign.records import Run as RunRecord
 from ensign.registry import RunBatch
+from ensign.registry.rest import RestRegistry
 from ensign.registry.sql import SqlRegistry
 from ensign.registry.sql import runs as run_ops
 from ensign.registry.sql.engine import write_transaction
 from ensign.registry.sql.schema import decisions, metrics, params, refs, runs, settings
+from ensign.storage.blobstore import BlobStore
 
 __all__ = ["Spool", "SyncReport", "spool_folder"]
 
@@ -93,6 +95,12 @@ class Spool:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def exists(self) -> bool:
         """Whether anything was ever spooled for this server."""
@@ -188,6 +196,13 @@ class Spool:
         return SyncReport(synced, points, blobs)
 
     def _sync_run(self, remote: Backend, run_uuid: str) -> tuple[int, int]:
+        registry = remote.registry
+        if isinstance(registry, RestRegistry):
+            with registry.content_keys(f"sync:{run_uuid}"):
+                return self._send_run(remote, run_uuid)
+        return self._send_run(remote, run_uuid)
+
+    def _send_run(self, remote: Backend, run_uuid: str) -> tuple[int, int]:
         local = self._registry
         record = local.get_run(run_uuid)
         if not self._on_server(run_uuid):
@@ -229,6 +244,7 @@ class Spool:
         if not ref.manifest or ref.store_uri is None:
             return ref, 0
         store = self.backend.store_for(ref.store_uri)
+        assert isinstance(store, BlobStore)  # the spool is an embedded store
         uploaded = 0
         for entry in ref.manifest.values():
             blob = remote.store.put_file(store.blob_path(entry["digest"]), digest=entry["digest"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import operator
 import threading
+import uuid
 from collections.abc import Callable
 from itertools import groupby
 from typing import Any
@@ -101,6 +102,8 @@ class BackgroundWriter:
     def _drain(self) -> RunBatch:
         with self._lock:
             batch, self._pending = self._pending, RunBatch(self.run_uuid)
+        # A batch kept after a failure is sent again under the same key: written once.
+        batch.key = uuid.uuid4().hex
         metrics = self.metrics
         # Take everything queued so far in one C-level loop: popleft until the marker.
         metrics.append(_END)  # type: ignore[arg-type]

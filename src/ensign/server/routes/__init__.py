@@ -1,0 +1,1 @@
+"""The routes of ``ensign server``: one ``router`` per module."""
