@@ -125,7 +125,7 @@ def test_user_errors_are_one_line(server: LiveServer, tmp_path: Path) -> None:
     assert "needs a server" in _one_line_error(done.stderr)
     done = run_ensign("push", str(folder), "-p", "cli", "--tracking-uri", server.url)
     assert done.returncode == 1
-    assert "401" in _one_line_error(done.stderr)
+    assert "no token" in _one_line_error(done.stderr)
     code, _out, err = _push(server, folder, "--when", "goals_all_passing ==")
     assert code == 1
     assert "goals_all_passing" in _one_line_error(err)

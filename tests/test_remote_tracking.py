@@ -14,9 +14,11 @@ import pytest
 from ensign import tracking
 from ensign.backend import open_backend
 from ensign.client import ProjectClient, RunClient
-from ensign.errors import ConfigurationError, DigestMismatch, RunNotFound
+from ensign.errors import ConfigurationError, DigestMismatch, RunNotFound, ServerUnavailable
+from ensign.registry.base import RunBatch
 from ensign.registry.rest import RemoteBlobStore, RestRegistry
 from ensign.storage.blobstore import BlobStore
+from ensign.tracking.writer import BackgroundWriter
 from serving import LiveServer, start_server
 
 MODEL = b"weights " * 1000
@@ -163,3 +165,31 @@ def test_a_server_restarted_mid_run_loses_nothing(
         first.stop()
         for server in restarted:
             server.stop()
+
+
+class AnswerLost(RestRegistry):
+    """A registry whose first batch reaches the server but whose answer never comes back."""
+
+    lost = 0
+
+    def write_batch(self, batch: RunBatch) -> None:
+        super().write_batch(batch)
+        if self.lost == 0:
+            self.lost += 1
+            raise ServerUnavailable("the answer was lost on the way back")
+
+
+def test_a_batch_whose_answer_was_lost_is_written_once(server: LiveServer) -> None:
+    registry = AnswerLost(server.url, server.token)
+    try:
+        run = registry.create_run("org/keys")
+        writer = BackgroundWriter(registry, run.uuid, interval=3600)
+        writer.metrics.append(("loss", 0, 0.5, 1.0))
+        writer.metrics.append(("loss", 1, 0.25, 2.0))
+        with pytest.raises(ServerUnavailable):
+            writer.flush()  # the server wrote it; the writer cannot know and keeps it
+        writer.close()  # sent again, under the same key: the server answers as before
+        points = registry.get_metrics(run.uuid)["loss"]
+        assert [(p.step, p.value) for p in points] == [(0, 0.5), (1, 0.25)]
+    finally:
+        registry.close()

@@ -13,7 +13,7 @@ from typing import IO, Any
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from ensign.errors import EnsignError
+from ensign.errors import EnsignError, InvalidCondition
 
 __all__ = ["CliError", "CliUsageError", "EnsignGroup"]
 
@@ -43,6 +43,10 @@ def _usage_error(error: click.UsageError) -> CliUsageError:
 
 def _ensign_error(error: EnsignError) -> CliError:
     message = str(error) or type(error).__name__
+    if isinstance(error, InvalidCondition) and hasattr(error, "reason"):
+        # Its message points at the column on two more lines; one line says the same.
+        message = f"{error.reason} at column {error.column} of {error.text!r}"
+    message = " ".join(part.strip() for part in message.splitlines() if part.strip())
     # Library messages speak of keyword arguments; on the command line it is an option.
     message = re.sub(r"force=True(?! \(--force\))", "--force", message)
     return CliError(message)

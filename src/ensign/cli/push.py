@@ -1,6 +1,7 @@
 """``ensign push`` (send a bundle to a server and wait for its goals) and ``ensign worker``.
 
-``ensign push DIR`` does what the openlayer SDK's ``push`` does, with ``requests``: tar
+``ensign push DIR`` does what the openlayer SDK's ``push`` does, through the REST client's
+session (its token, retries and idempotency keys, and the server's errors as ensign's): tar
 the folder to a temporary file, ask the server where to upload it, stream the upload as
 multipart form data (``fields`` first, ``file`` last) with a byte progress bar, commit the
 version and, with ``--wait``, poll it until it is ``completed`` or ``failed`` and print
@@ -9,7 +10,6 @@ each goal.  It exits non-zero when the push failed or a goal does not pass.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import quote
 
 import click
@@ -28,13 +28,13 @@ import click
 from ensign.cli.errors import CliError
 from ensign.cli.options import project_option, tracking_uri_option
 from ensign.cli.output import byte_progress, print_json
-from ensign.config import resolve_tracking_uri
+from ensign.config import resolve_project, resolve_tracking_uri
+from ensign.registry.rest.session import RestSession
 from ensign.storage.hashing import Progress
 
 __all__ = ["push", "worker"]
 
 _CONFIG = "openlayer.json"
-_TIMEOUT = (10.0, 300.0)  # connect, read
 _POLL_SECONDS = 0.5
 _SYMBOL = {"passing": "PASS", "failing": "FAIL", "error": "ERROR"}
 
@@ -53,6 +53,7 @@ class MultipartBody:
         fields: Form fields sent before the file.
         file_path: The file, sent last as the part named ``file``.
         file_name: The file name the part declares.
+        boundary: The multipart boundary (the ``Content-Type`` header names it).
         progress: Called with the number of file bytes sent.
     """
 
@@ -61,9 +62,10 @@ class MultipartBody:
         fields: dict[str, str],
         file_path: Path,
         file_name: str,
+        boundary: str,
         progress: Progress | None = None,
     ) -> None:
-        self.boundary = f"ensign-{uuid.uuid4().hex}"
+        self.boundary = boundary
         head = b"".join(
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
             + str(value).encode()
@@ -113,43 +115,6 @@ class MultipartBody:
         return data
 
 
-class _Api:
-    """The few requests ``ensign push`` makes, with one-line errors."""
-
-    def __init__(self, base_url: str, token: str | None) -> None:
-        import requests
-
-        self.base_url = base_url.rstrip("/")
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, **options: Any) -> Any:
-        return self.check(self.send(method, f"{self.base_url}{path}", **options))
-
-    def send(self, method: str, url: str, **options: Any) -> Any:
-        import requests
-
-        try:
-            return self.session.request(method, url, timeout=_TIMEOUT, **options)
-        except requests.ConnectionError as error:
-            raise CliError(
-                f"cannot reach the server at {self.base_url}: {_one_line(error)}"
-            ) from None
-        except requests.RequestException as error:
-            raise CliError(f"the request to {url} failed: {_one_line(error)}") from None
-
-    @staticmethod
-    def check(response: Any) -> Any:
-        if response.status_code < 400:
-            return response.json() if response.content else None
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:500] or response.reason
-        raise CliError(f"the server answered {response.status_code}: {_one_line(message)}")
-
-
 def _server_url(tracking_uri: str | None) -> str:
     uri = resolve_tracking_uri(tracking_uri)
     if not uri.startswith(("http://", "https://")):
@@ -174,23 +139,24 @@ def _tar(folder: Path, target: Path) -> None:
         tar.add(folder, arcname=folder.resolve().name)
 
 
-def _upload(api: _Api, archive: Path) -> str:
+def _upload(api: RestSession, archive: Path) -> str:
     target = api.call("POST", "/v1/storage/presigned-url", params={"objectName": archive.name})
+    fields = dict(target.get("fields") or {})
     size = archive.stat().st_size
+    boundary = f"ensign-{uuid.uuid4().hex}"
     with byte_progress(f"uploading {archive.name}", size) as progress:
-        body = MultipartBody(dict(target.get("fields") or {}), archive, archive.name, progress)
-        # The URL is presigned: it carries its own authority, never the bearer token.
-        import requests
 
-        try:
-            response = requests.post(
-                target["url"],
-                data=body,
-                headers={"Content-Type": body.content_type},
-                timeout=_TIMEOUT,
-            )
-        except requests.RequestException as error:
-            raise CliError(f"the upload failed: {_one_line(error)}") from None
+        def body() -> IO[bytes]:  # a fresh body for each try
+            return cast(IO[bytes], MultipartBody(fields, archive, archive.name, boundary, progress))
+
+        # The URL is presigned: it carries its own authority, never the bearer token.
+        response = api.send(
+            "POST",
+            target["url"],
+            body=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            authorized=False,
+        )
     if response.status_code >= 400:
         raise CliError(
             f"the upload was refused ({response.status_code}): {_one_line(response.text[:500])}"
@@ -198,7 +164,7 @@ def _upload(api: _Api, archive: Path) -> str:
     return str(target["storageUri"])
 
 
-def _wait(api: _Api, version_id: str, timeout: float) -> dict[str, Any]:
+def _wait(api: RestSession, version_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         version: dict[str, Any] = api.call("GET", f"/v1/versions/{version_id}")
@@ -223,7 +189,7 @@ def _describe(item: dict[str, Any]) -> str:
     return f"{expected}{measured}{where}"
 
 
-def _report(api: _Api, version: dict[str, Any]) -> None:
+def _report(api: RestSession, version: dict[str, Any]) -> None:
     results = api.call("GET", f"/v1/versions/{version['id']}/results")["items"]
     click.echo(
         f"version {version['id']} {version['status']}: {_one_line(version['statusMessage'])}"
@@ -293,8 +259,8 @@ def push(
 ) -> None:
     """Push a bundle FOLDER (holding openlayer.json) to a server and evaluate its goals."""
     _check_folder(folder)
-    api = _Api(_server_url(tracking_uri), os.environ.get("ENSIGN_TOKEN"))
-    project_key = project or os.environ.get("ENSIGN_PROJECT") or "default"
+    api = RestSession(_server_url(tracking_uri))
+    project_key = resolve_project(project)
     with tempfile.TemporaryDirectory(prefix="ensign-push-") as tmp:
         archive = Path(tmp) / "bundle.tar"
         _tar(folder, archive)
@@ -302,7 +268,9 @@ def push(
     body: dict[str, Any] = {"commit": {"message": message}, "storageUri": storage_uri}
     if when is not None or stage is not None or kind != "artifact":
         body["ensign"] = {"when": when, "stage": stage, "kind": kind}
-    version = api.call("POST", f"/v1/projects/{quote(project_key, safe='/')}/versions", json=body)
+    version = api.call(
+        "POST", f"/v1/projects/{quote(project_key, safe='/')}/versions", payload=body
+    )
     if not wait:
         if as_json:
             print_json(version)

@@ -9,6 +9,7 @@ the field.  The REST client maps ``type`` back to the same class.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,12 +23,29 @@ __all__ = ["error_response", "install_error_handlers"]
 _log = logging.getLogger("ensign.server")
 
 
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
+
+
 def error_response(error: EnsignError) -> JSONResponse:
-    """Return the JSON error answer for ``error``."""
-    return JSONResponse(
-        {"error": {"type": type(error).__name__, "message": str(error)}},
-        status_code=http_status_for(error),
-    )
+    """Return the JSON error answer for ``error``, its public attributes as ``details``.
+
+    ``details`` (``valid`` of ``InvalidStage``, ``column`` of ``InvalidCondition``, ...)
+    lets the REST client rebuild the very same exception.
+    """
+    payload: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+    details = {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in vars(error).items()
+        if not name.startswith("_") and _plain(value)
+    }
+    if details:
+        payload["details"] = details
+    return JSONResponse({"error": payload}, status_code=http_status_for(error))
 
 
 def _describe(errors: list[object]) -> str:

@@ -36,11 +36,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from ensign.errors import Conflict, EnsignError, InvalidRequest, http_status_for
+from ensign.errors import Conflict, EnsignError, InvalidRequest
 from ensign.registry.sql.dialect import insert_ignore
 from ensign.registry.sql.engine import write_transaction
 from ensign.registry.sql.schema import idempotency_keys
 from ensign.server.auth import Access, server_state
+from ensign.server.errors import error_response
 
 __all__ = [
     "HEADER",
@@ -50,7 +51,6 @@ __all__ = [
     "StoredAnswer",
     "WireResponse",
     "access_of",
-    "error_answer",
     "native_router",
 ]
 
@@ -76,27 +76,6 @@ class WireResponse(Response):
     def render(self, content: Any) -> bytes:
         """Encode ``content`` compactly."""
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _plain(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    return False
-
-
-def error_answer(error: EnsignError) -> Response:
-    """Return the JSON answer for ``error``, its public attributes as ``details``."""
-    payload: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
-    details = {
-        name: list(value) if isinstance(value, tuple) else value
-        for name, value in vars(error).items()
-        if not name.startswith("_") and _plain(value)
-    }
-    if details:
-        payload["details"] = details
-    return WireResponse({"error": payload}, status_code=http_status_for(error))
 
 
 def access_of(request: Request) -> Access:
@@ -226,7 +205,7 @@ async def _run_once(request: Request, key: str, handler: _Handler) -> Response:
         try:
             response = await handler(request)
         except EnsignError as error:
-            response = error_answer(error)
+            response = error_response(error)
     except BaseException:
         await run_in_threadpool(store.release, slot)
         raise
@@ -253,7 +232,7 @@ class NativeRoute(APIRoute):
                     return await _run_once(request, key, handler)
                 return await handler(request)
             except EnsignError as error:
-                return error_answer(error)
+                return error_response(error)
 
         return run
 

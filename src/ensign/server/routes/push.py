@@ -31,6 +31,7 @@ from ensign.registry.sql.engine import write_transaction
 from ensign.registry.sql.tokens import TokenRecord, role_rank
 from ensign.server.auth import Access, Token, server_state
 from ensign.server.evaluation import bundle_path, new_upload, served_store, upload_path
+from ensign.server.idempotency import NativeRoute
 from ensign.storage.blobstore import BlobStore
 from ensign.storage.hashing import CHUNK_SIZE
 from ensign.storage.providers import protocol_of
@@ -40,7 +41,7 @@ __all__ = ["UPLOAD_EXPIRES_IN", "router", "version_json"]
 #: Seconds an upload URL stays valid.
 UPLOAD_EXPIRES_IN = 3600
 
-router = APIRouter(prefix="/v1", tags=["push"])
+router = APIRouter(prefix="/v1", tags=["push"], route_class=NativeRoute)
 
 
 class CommitFields(BaseModel):
