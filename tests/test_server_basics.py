@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
 
+from ensign.errors import Forbidden
 from serving import LiveServer, start_server
 from serving import run_ensign as ensign
 
@@ -108,3 +110,68 @@ def test_db_upgrade_reports_the_revision(tmp_path: Path) -> None:
     assert first.stdout.strip() == "schema upgraded from nothing to revision 0002"
     second = ensign("db", "upgrade", "--tracking-uri", url)
     assert second.stdout.strip() == "schema already at revision 0002"
+
+
+@pytest.mark.postgres
+def test_a_server_on_postgres_refuses_a_schema_that_is_behind(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    refused = ensign("server", "--tracking-uri", postgres_url, "--port", "0")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "error: the database has no schema, this ensign needs 0002: run "
+        "'ensign db upgrade --tracking-uri URI' first"
+    )
+    assert ensign("db", "upgrade", "--tracking-uri", postgres_url).returncode == 0
+    server = start_server(tmp_path / "pg", tracking_uri=postgres_url, artifacts_uri=str(tmp_path))
+    try:
+        assert server.token.startswith("ens_")
+    finally:
+        server.stop()
+
+
+def test_a_newcomer_serves_a_store_and_both_clients_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's walk-through: server, project, token, then the SDK and tracking."""
+    from openlayer import Openlayer
+    from openlayer.lib.data.commit import push as sdk_push
+
+    from ensign import tracking
+    from ensign.client import ProjectClient
+    from push_helpers import write_tiny_bundle
+
+    server = start_server(tmp_path / "server")
+    try:
+        project_id = ensign(
+            "projects", "create", "acme/digits", "--tracking-uri", server.tracking_uri
+        ).stdout.strip()
+        token = ensign(
+            "tokens", "create", "--project", "acme/digits", "--role", "write",
+            "--tracking-uri", server.tracking_uri,
+        ).stdout.strip()  # fmt: skip
+        client = Openlayer(api_key=token, base_url=f"{server.url}/v1")
+        pushed = sdk_push(
+            client,
+            str(write_tiny_bundle(tmp_path / "bundle")),
+            project_id,
+            wait_for_completion=True,
+        )
+        assert pushed is not None
+        assert (pushed.status, pushed.passing_goal_count) == ("completed", 1)
+
+        monkeypatch.setenv("ENSIGN_TOKEN", token)
+        with tracking.init(project="acme/digits", tracking_uri=server.url):
+            tracking.log_metrics(step=0, acc=0.95)
+            version = tracking.promote_to_model_version(when="acc >= 0.9")
+        assert version is not None
+        assert version.name == "v1"
+        with ProjectClient("acme/digits", tracking_uri=server.url) as pc:
+            assert pc.get_model_version("v1").run == version.run
+            assert [v.name for v in pc.list_artifact_versions()] == ["v1"]  # the push's
+        other = ensign("projects", "create", "acme/other", "--tracking-uri", server.tracking_uri)
+        assert other.returncode == 0
+        with pytest.raises(Forbidden, match="covers the project 'acme/digits'"):
+            tracking.init(project="acme/other", tracking_uri=server.url)
+    finally:
+        server.stop()

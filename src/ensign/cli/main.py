@@ -25,9 +25,9 @@ import click
 from ensign import __version__
 from ensign.cli.errors import EnsignGroup
 from ensign.cli.gc import gc
-from ensign.cli.push import push, worker
+from ensign.cli.push import push
 from ensign.cli.runs import runs
-from ensign.cli.server import db, projects, server, tokens
+from ensign.cli.server import db, projects, server, tokens, worker
 from ensign.cli.sync import sync
 from ensign.cli.versions import make_versions_group
 

@@ -1,4 +1,4 @@
-"""``ensign push`` (send a bundle to a server and wait for its goals) and ``ensign worker``.
+"""``ensign push``: send a bundle to a server and wait for its goals.
 
 ``ensign push DIR`` does what the openlayer SDK's ``push`` does, through the REST client's
 session (its token, retries and idempotency keys, and the server's errors as ensign's): tar
@@ -11,15 +11,12 @@ each goal.  It exits non-zero when the push failed or a goal does not pass.
 from __future__ import annotations
 
 import re
-import signal
-import sys
 import tarfile
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any, cast
 from urllib.parse import quote
 
@@ -32,7 +29,7 @@ from ensign.config import resolve_project, resolve_tracking_uri
 from ensign.registry.rest.session import RestSession
 from ensign.storage.hashing import Progress
 
-__all__ = ["push", "worker"]
+__all__ = ["push"]
 
 _CONFIG = "openlayer.json"
 _POLL_SECONDS = 0.5
@@ -288,73 +285,3 @@ def push(
         raise CliError(
             f"{version['failingGoalCount']} of {version['totalGoalCount']} goals not passing"
         )
-
-
-@click.command("worker")
-@tracking_uri_option
-@click.option(
-    "--artifacts-uri",
-    metavar="URI",
-    default=None,
-    help="Where bytes go [default: the store's own].",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Jobs evaluated at once.",
-)
-@click.option(
-    "--allow-run-scripts", is_flag=True, help="Run the batchCommand of pushed 'full' models."
-)
-@click.option(
-    "--script-time-limit",
-    type=click.FloatRange(min=0, min_open=True),
-    default=600.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds a batchCommand may run.",
-)
-@click.option("--max-bundle-bytes", type=click.IntRange(min=1), default=None, hidden=True)
-@click.option(
-    "--lease-seconds", type=click.FloatRange(min=0, min_open=True), default=None, hidden=True
-)
-def worker(
-    tracking_uri: str | None,
-    artifacts_uri: str | None,
-    concurrency: int,
-    allow_run_scripts: bool,
-    script_time_limit: float,
-    max_bundle_bytes: int | None,
-    lease_seconds: float | None,
-) -> None:
-    """Evaluate pushed bundles queued in a shared store, until stopped (Ctrl-C, SIGTERM)."""
-    from ensign.server.settings import ServerSettings
-    from ensign.server.worker import open_worker_context, start_pool
-
-    defaults = ServerSettings()
-    settings = ServerSettings(
-        tracking_uri=tracking_uri,
-        artifacts_uri=artifacts_uri,
-        allow_run_scripts=allow_run_scripts,
-        script_time_limit=script_time_limit,
-        max_bundle_bytes=max_bundle_bytes or defaults.max_bundle_bytes,
-        job_lease_seconds=lease_seconds or defaults.job_lease_seconds,
-        workers=concurrency,
-    )
-    context = open_worker_context(settings)
-    pool = start_pool(context, concurrency)
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        pool.stop(timeout=0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    sys.stderr.write(f"ensign worker: {concurrency} worker(s) on {context.backend.location.uri}\n")
-    sys.stderr.flush()
-    try:
-        pool.wait()
-    finally:
-        pool.stop()
-        context.backend.close()

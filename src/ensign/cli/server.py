@@ -1,6 +1,10 @@
-"""``ensign server`` and the commands that administer its store: projects, tokens, db."""
+"""``ensign server``, ``ensign worker`` and the commands that administer a store's database."""
 
 from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
 
 import click
 
@@ -17,7 +21,7 @@ from ensign.registry.sql.engine import (
 )
 from ensign.registry.sql.tokens import ROLES, create_token
 
-__all__ = ["db", "projects", "server", "tokens"]
+__all__ = ["db", "projects", "server", "tokens", "worker"]
 
 
 def _database_url(tracking_uri: str | None) -> str:
@@ -94,7 +98,7 @@ def server(
 
 @click.group("projects")
 def projects() -> None:
-    """Create and list projects (on the store's database)."""
+    """Create projects (on the store's database)."""
 
 
 @projects.command("create")
@@ -113,7 +117,7 @@ def create_project(name: str, description: str | None, tracking_uri: str | None)
 
 @click.group("tokens")
 def tokens() -> None:
-    """Create API tokens for ``ensign server`` (on the store's database)."""
+    """Create API tokens for ensign server (on the store's database)."""
 
 
 @tokens.command("create")
@@ -169,3 +173,73 @@ def db_upgrade(tracking_uri: str | None) -> None:
         click.echo(f"schema already at revision {HEAD_REVISION}")
     else:
         click.echo(f"schema upgraded from {before or 'nothing'} to revision {HEAD_REVISION}")
+
+
+@click.command("worker")
+@tracking_uri_option
+@click.option(
+    "--artifacts-uri",
+    metavar="URI",
+    default=None,
+    help="Where bytes go [default: the store's own].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Jobs evaluated at once.",
+)
+@click.option(
+    "--allow-run-scripts", is_flag=True, help="Run the batchCommand of pushed 'full' models."
+)
+@click.option(
+    "--script-time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds a batchCommand may run.",
+)
+@click.option("--max-bundle-bytes", type=click.IntRange(min=1), default=None, hidden=True)
+@click.option(
+    "--lease-seconds", type=click.FloatRange(min=0, min_open=True), default=None, hidden=True
+)
+def worker(
+    tracking_uri: str | None,
+    artifacts_uri: str | None,
+    concurrency: int,
+    allow_run_scripts: bool,
+    script_time_limit: float,
+    max_bundle_bytes: int | None,
+    lease_seconds: float | None,
+) -> None:
+    """Evaluate pushed bundles queued in a shared store, until stopped (Ctrl-C, SIGTERM)."""
+    from ensign.server.settings import ServerSettings
+    from ensign.server.worker import open_worker_context, start_pool
+
+    defaults = ServerSettings()
+    settings = ServerSettings(
+        tracking_uri=tracking_uri,
+        artifacts_uri=artifacts_uri,
+        allow_run_scripts=allow_run_scripts,
+        script_time_limit=script_time_limit,
+        max_bundle_bytes=max_bundle_bytes or defaults.max_bundle_bytes,
+        job_lease_seconds=lease_seconds or defaults.job_lease_seconds,
+        workers=concurrency,
+    )
+    context = open_worker_context(settings)
+    pool = start_pool(context, concurrency)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        pool.stop(timeout=0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sys.stderr.write(f"ensign worker: {concurrency} worker(s) on {context.backend.location.uri}\n")
+    sys.stderr.flush()
+    try:
+        pool.wait()
+    finally:
+        pool.stop()
+        context.backend.close()
