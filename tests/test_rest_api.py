@@ -400,3 +400,69 @@ def test_after_the_retry_budget_the_client_raises_server_unavailable(
         assert isinstance(info.value, ConnectionError)
     finally:
         registry.close()
+
+
+def test_a_stranger_cannot_claim_an_idempotency_key(live_server: LiveServer) -> None:
+    import sqlalchemy as sa
+
+    from ensign.registry.sql.schema import idempotency_keys
+
+    answer = requests.post(
+        f"{live_server.url}/api/v1/projects",
+        json={"key": "stranger", "description": None},
+        headers={"Authorization": "Bearer ens_nobody", "Idempotency-Key": "k-1"},
+        timeout=10,
+    )
+    assert answer.status_code == 401
+    engine = sa.create_engine(f"sqlite:///{live_server.tracking_uri}/ensign.db")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(idempotency_keys)).all()
+    finally:
+        engine.dispose()
+    assert rows == []
+
+
+def _ref_body(run: str, **changes: Any) -> dict[str, Any]:
+    ref = {
+        "run": run,
+        "name": "model",
+        "kind": "model",
+        "uri": None,
+        "digest": None,
+        "size": None,
+        "is_input": False,
+        "summary": {},
+        "store_uri": None,
+        "manifest": {},
+    }
+    ref.update(changes)
+    return {"refs": [ref]}
+
+
+def test_a_batch_cannot_write_refs_of_another_run_or_name_another_store(
+    api: dict[str, Any],
+) -> None:
+    server, tokens, run = api["server"], api["tokens"], api["run"]
+    other = RestRegistry(server.url, tokens["other"])
+    try:
+        theirs = other.create_run("org/p2").uuid
+    finally:
+        other.close()
+    path = f"/api/v1/runs/{theirs}/batch"
+    forged = call(server, "POST", path, tokens["other"], _ref_body(run))
+    assert forged.status_code == 400
+    assert forged.json()["error"]["message"].startswith(
+        f"refs[0].run: a batch of run {theirs} cannot log refs of run {run}"
+    )
+    elsewhere = call(
+        server, "POST", path, tokens["other"], _ref_body(theirs, store_uri="file:///etc")
+    )
+    assert elsewhere.status_code == 400
+    assert "refs[0].store_uri" in elsewhere.json()["error"]["message"]
+    admin = RestRegistry(server.url, server.token)
+    try:
+        assert admin.list_refs(run) == []  # the other project's run is untouched
+        assert admin.list_refs(theirs) == []
+    finally:
+        admin.close()

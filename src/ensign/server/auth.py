@@ -22,6 +22,9 @@ from ensign.server.state import ServerState
 __all__ = ["Access", "Token", "authenticate", "server_state"]
 
 _RUN_PROJECTS = 4096  # runs whose project is remembered (a run never changes project)
+_TOKENS = 1024  # tokens whose record is remembered for a little while
+#: Seconds a token's record is used without reading it again (the hot path of every request).
+TOKEN_TTL = 10.0
 
 
 def server_state(request: Request) -> ServerState:
@@ -47,9 +50,8 @@ def authenticate(request: Request) -> TokenRecord:
         Unauthorized: no token, an unknown one, or an expired one.
     """
     token = _bearer(request)
-    state = server_state(request)
-    with state.registry.engine.connect() as conn:
-        record = find_token(conn, token)
+    access: Access = request.app.state.access
+    record = access.token_record(token)
     if record is None:
         raise Unauthorized("unknown token")
     if record.expires_at is not None and record.expires_at <= time.time():
@@ -71,7 +73,28 @@ class Access:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self._run_projects: OrderedDict[str, str] = OrderedDict()
+        self._tokens: OrderedDict[str, tuple[float, TokenRecord | None]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def token_record(self, token: str) -> TokenRecord | None:
+        """Return the stored record of a token (``None`` for an unknown one).
+
+        A record read less than :data:`TOKEN_TTL` seconds ago is used again, so most
+        requests cost no query for their token.
+        """
+        now = time.monotonic()
+        with self._lock:
+            known = self._tokens.get(token)
+        if known is not None and now - known[0] < TOKEN_TTL:
+            return known[1]
+        with self.state.registry.engine.connect() as conn:
+            record = find_token(conn, token)
+        with self._lock:
+            self._tokens[token] = (now, record)
+            self._tokens.move_to_end(token)
+            while len(self._tokens) > _TOKENS:
+                self._tokens.popitem(last=False)
+        return record
 
     @staticmethod
     def _role(token: TokenRecord, role: str) -> None:

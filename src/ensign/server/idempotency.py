@@ -40,7 +40,7 @@ from ensign.errors import Conflict, EnsignError, InvalidRequest
 from ensign.registry.sql.dialect import insert_ignore
 from ensign.registry.sql.engine import write_transaction
 from ensign.registry.sql.schema import idempotency_keys
-from ensign.server.auth import Access, server_state
+from ensign.server.auth import Access, authenticate, server_state
 from ensign.server.errors import error_response
 
 __all__ = [
@@ -186,6 +186,10 @@ def _sha256(*parts: bytes) -> str:
 async def _run_once(request: Request, key: str, handler: _Handler) -> Response:
     if not key.strip() or len(key) > _MAX_KEY:
         raise InvalidRequest(f"an {HEADER} must have 1 to {_MAX_KEY} characters")
+    # Only a known token may claim a key: no row is written for a stranger's request.
+    if "authorization" not in request.headers:
+        return await handler(request)  # signed URLs carry their own authority
+    await run_in_threadpool(authenticate, request)
     body = await request.body()  # cached on the request: the handler reads it again
     token = request.headers.get("authorization", "").encode()
     slot = _sha256(token, request.method.encode(), request.url.path.encode(), key.encode())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 HEAD_REVISION = "0002"
 # Several processes share one SQLite file: wait for the write lock rather than fail.
 _SQLITE_BUSY_TIMEOUT_MS = 120_000
+#: The attribute of a SQLite engine holding the lock its writing threads queue on.
+_WRITE_LOCK = "_ensign_write_lock"
 
 
 def create_engine(url: str) -> sa.Engine:
@@ -38,6 +41,7 @@ def create_engine(url: str) -> sa.Engine:
             Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
             _tune_sqlite(engine)
+            setattr(engine, _WRITE_LOCK, threading.Lock())
             return engine
         return sa.create_engine(url, pool_pre_ping=True)
     except ModuleNotFoundError as exc:
@@ -70,9 +74,16 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
 
     On SQLite this is ``BEGIN IMMEDIATE``, so two writers never deadlock on a lock upgrade;
     on PostgreSQL row locks taken by the statements themselves serialise writers.
+
+    The threads of one process also queue on a lock of the engine before SQLite's: its
+    busy handler retries after sleeps of up to 100 ms, in no order, so under contention
+    (a server's request threads) some writers would wait far longer than the others.
     """
-    with engine.connect() as conn:
-        conn = conn.execution_options(ensign_write=True)
+    lock: threading.Lock | None = getattr(engine, _WRITE_LOCK, None)
+    with contextlib.ExitStack() as stack:
+        if lock is not None:
+            stack.enter_context(lock)
+        conn = stack.enter_context(engine.connect()).execution_options(ensign_write=True)
         with conn.begin():
             yield conn
 

@@ -144,16 +144,20 @@ def claim(
         The claimed job (``running``, held by ``worker``, ``attempts`` counted), or
         ``None`` when nothing is claimable.
     """
+    moment = time.time() if now is None else now
+    claimable = sa.or_(
+        jobs.c.status == QUEUED,
+        sa.and_(jobs.c.status == RUNNING, jobs.c.lease_until < moment),
+    )
+    query = sa.select(jobs.c.id).where(claimable)
+    if kinds is not None:
+        query = query.where(jobs.c.kind.in_(list(kinds)))
+    query = query.order_by(jobs.c.created_at, jobs.c.id).limit(1)
+    # An idle worker polls often: look without the write lock first, take it only for a job.
+    with engine.connect() as conn:
+        if conn.execute(query).first() is None:
+            return None
     with write_transaction(engine) as conn:
-        moment = time.time() if now is None else now
-        claimable = sa.or_(
-            jobs.c.status == QUEUED,
-            sa.and_(jobs.c.status == RUNNING, jobs.c.lease_until < moment),
-        )
-        query = sa.select(jobs.c.id).where(claimable)
-        if kinds is not None:
-            query = query.where(jobs.c.kind.in_(list(kinds)))
-        query = query.order_by(jobs.c.created_at, jobs.c.id).limit(1)
         job_id = conn.execute(query.with_for_update(skip_locked=True)).scalar()
         if job_id is None:
             return None

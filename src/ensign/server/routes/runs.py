@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 
 from ensign.errors import InvalidRequest
+from ensign.registry.base import RunBatch
 from ensign.registry.wire import (
     batch_from_wire,
     decision_from_wire,
@@ -181,8 +182,29 @@ def write_batch(request: Request, token: Token, run: str, body: BatchBody) -> Re
         raise InvalidRequest(
             f"metrics: a value must be a number, 'NaN', 'Infinity' or '-Infinity', not {exc}"
         ) from None
-    server_state(request).registry.write_batch(batch)
+    state = server_state(request)
+    _check_refs(batch, state.backend.store.uri)
+    state.registry.write_batch(batch)
     return Response(status_code=204)
+
+
+def _check_refs(batch: RunBatch, store_uri: str) -> None:
+    """Refuse refs that name another run, or bytes in a store other than the server's.
+
+    Raises:
+        InvalidRequest: naming the ref and the field.
+    """
+    for index, ref in enumerate(batch.refs):
+        if ref.run != batch.run_uuid:
+            raise InvalidRequest(
+                f"refs[{index}].run: a batch of run {batch.run_uuid} cannot log refs of run "
+                f"{ref.run}"
+            )
+        if ref.store_uri is not None and ref.store_uri.rstrip("/") != store_uri:
+            raise InvalidRequest(
+                f"refs[{index}].store_uri: bytes logged through the server are in its store "
+                f"{store_uri}, not in {ref.store_uri}"
+            )
 
 
 @router.get("/api/v1/runs/{run}/last-steps")
