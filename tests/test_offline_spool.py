@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ from ensign import tracking
 from ensign.backend import open_backend
 from ensign.client import ProjectClient, RunClient
 from ensign.errors import ServerUnavailable
+from ensign.registry.base import RunBatch
+from ensign.registry.rest import RestRegistry
 from ensign.registry.rest.session import RestSession
+from ensign.tracking.run import Run
 from ensign.tracking.spool import Spool
 from serving import LiveServer, free_port, run_ensign, start_server
 
@@ -179,3 +183,66 @@ def test_sync_of_a_folder_store_is_a_one_line_error(tmp_path: Path) -> None:
     assert answer.returncode == 1
     assert answer.stderr.strip().startswith("error: ")
     assert "is not a server" in answer.stderr
+
+
+class AnswerLost(RestRegistry):
+    """The server writes the first batch, then the connection drops before its answer."""
+
+    lost = 0
+
+    def write_batch(self, batch: RunBatch) -> None:
+        super().write_batch(batch)
+        if self.lost == 0 and batch.metrics:
+            self.lost += 1
+            raise ServerUnavailable("the connection dropped before the answer")
+
+
+def test_a_spooled_batch_the_server_did_write_is_not_written_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_server(tmp_path / "server")
+    monkeypatch.setenv("ENSIGN_TOKEN", server.token)
+    try:
+        opened = open_backend(server.url)
+        backend = dataclasses.replace(opened, registry=AnswerLost(server.url, server.token))
+        opened.registry.close()
+        run = Run(backend, "org/lost", capture_env=False)
+        run.log_metrics(step=0, acc=0.5)
+        run.log_metrics(step=1, acc=0.75)
+        run.end()  # the first batch went to the spool, though the server has it
+        assert Spool(server.url).pending() == [run.uuid]
+        remote = open_backend(server.url)
+        try:
+            with Spool(server.url) as spool:
+                report = spool.sync(remote)
+        finally:
+            remote.close()
+        assert report.runs == [run.uuid]
+        assert point_count(server.url, run.uuid) == {"acc": [(0, 0.5), (1, 0.75)]}
+    finally:
+        server.stop()
+
+
+def test_a_run_still_being_logged_is_not_synced_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "server" / "store"
+    monkeypatch.setenv("ENSIGN_TOKEN", admin_token(store))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    run = tracking.init(project="org/live", tracking_uri=url)
+    assert run.offline
+    run.log_metrics(step=0, loss=1.0)
+    run.flush()
+    server = start_server(tmp_path / "server", tracking_uri=str(store), port=port)
+    try:
+        synced = run_ensign("sync", "--tracking-uri", url)  # another process
+        assert synced.returncode == 0, synced.stderr
+        assert f"run {run.uuid} is still being logged" in synced.stdout
+        run.log_metrics(step=1, loss=0.5)
+        run.end()
+        synced = run_ensign("sync", "--tracking-uri", url)
+        assert synced.stdout.startswith("sent 1 runs (2 metric points")
+        assert point_count(url, run.uuid) == {"loss": [(0, 1.0), (1, 0.5)]}
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ensign.backend import open_backend
+from ensign.cli.errors import CliError
 from ensign.cli.options import tracking_uri_option
 from ensign.config import resolve_tracking_uri, tracking_location
 from ensign.errors import ConfigurationError
@@ -37,3 +38,9 @@ def sync(tracking_uri: str | None) -> None:
         f"sent {len(report.runs)} runs ({report.metrics} metric points, {report.blobs} blobs) "
         f"to {location.uri}"
     )
+    for run_uuid in report.busy:
+        click.echo(f"run {run_uuid} is still being logged by a live process: left for later")
+    if report.failed:
+        run_uuid, why = report.failed[0]
+        more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
+        raise CliError(f"run {run_uuid} was not sent and stays spooled: {why}{more}")

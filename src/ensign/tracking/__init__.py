@@ -149,11 +149,14 @@ def _send_spooled(backend: Backend) -> None:
         if not spool.pending():
             return
         report = spool.sync(backend)
-        announce(f"sent {len(report.runs)} spooled runs to {backend.location.uri}")
     except ServerUnavailable:
-        pass  # still away: the new run will say so itself
+        return  # still away: the new run will say so itself
     finally:
         spool.close()
+    if report.runs:
+        announce(f"sent {len(report.runs)} spooled runs to {backend.location.uri}")
+    for run_uuid, why in report.failed:
+        announce(f"spooled run {run_uuid} was not sent, it stays spooled: {why}")
 
 
 def get_run() -> Run | None:

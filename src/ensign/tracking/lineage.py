@@ -12,6 +12,7 @@ from ensign import jsonio
 from ensign.backend import Backend, BlobStorage
 from ensign.errors import ArtifactNotFound, ServerUnavailable
 from ensign.records import ArtifactRef
+from ensign.registry import RunBatch
 from ensign.storage.hashing import sha256_bytes
 from ensign.tracking.environment import capture_environment, git_state
 from ensign.tracking.refs import RefRequest, is_remote_path, store_ref
@@ -37,14 +38,24 @@ class LineageLogging:
     _check_open: Callable[[], None]
     _spooled: Callable[[], Spool]
 
-    def _stored(self, put: Callable[[BlobStorage], ArtifactRef]) -> ArtifactRef:
-        """Store bytes in the run's store, or in the offline spool when its server is away."""
+    def _stored(
+        self, put: Callable[[BlobStorage], ArtifactRef], add: Callable[[ArtifactRef], None]
+    ) -> None:
+        """Store a ref's bytes and queue the ref; when its server is away, spool both.
+
+        A spooled ref names the spool's store, so it goes to the spool, not to the writer:
+        ``ensign sync`` uploads its bytes and points it at the server's store.
+        """
         try:
-            return put(self.backend.store)
+            ref = put(self.backend.store)
         except ServerUnavailable:
             if not self.backend.location.is_remote:
                 raise
-            return put(self._spooled().backend.store)
+            spool = self._spooled()
+            spooled = put(spool.backend.store)
+            spool.backend.registry.write_batch(RunBatch(self.uuid, refs=[spooled]))
+            return
+        add(ref)
 
     def log_artifact_ref(
         self,
@@ -113,7 +124,7 @@ class LineageLogging:
 
     def _submit_ref(self, request: RefRequest) -> None:
         add = self._ref_adder(request.name, request.is_input)
-        self._pool.submit(lambda: add(self._stored(lambda store: store_ref(request, store))))
+        self._pool.submit(lambda: self._stored(lambda store: store_ref(request, store), add))
 
     def log_model_ref(
         self,
@@ -227,7 +238,7 @@ class LineageLogging:
 
         def job() -> None:
             environment = capture_environment()
-            add(self._stored(lambda store: env_ref(store, environment)))
+            self._stored(lambda store: env_ref(store, environment), add)
 
         def env_ref(store: BlobStorage, environment: dict[str, Any]) -> ArtifactRef:
             blob = store.put_bytes(jsonio.dumps(environment).encode())

@@ -179,7 +179,8 @@ class Run(LineageLogging):
             return self._spool
 
     def _spool_batch(self, batch: RunBatch) -> None:
-        self._spooled().backend.registry.write_batch(batch)
+        # The server may have written it and only its answer been lost: keep it as sent.
+        self._spooled().keep_batch(batch)
 
     @property
     def ended(self) -> bool:

@@ -2,28 +2,38 @@
 
 A spool is an embedded ensign store (a SQLite file and a blob folder, the same format as
 ``./.ensign``) kept per server under ``$XDG_CACHE_HOME/ensign/spool/<host>-<port>/``.
-A run that cannot reach its server at start lives there whole; a run that loses the
-server midway sends there only what could not be delivered.  :meth:`Spool.sync` (run by
-``ensign sync`` and at the next run start) sends each spooled run to the server and
-then forgets it, so nothing is lost and nothing is sent twice: every request of a sync
-carries an idempotency key derived from the run and what is sent, so a sync that is
-interrupted and run again replays the server's first answers instead of writing twice.
+
+- A run that cannot reach its server at start lives there whole.
+- A run that loses its server midway sends there only what could not be delivered: each
+  undelivered batch is kept as it was sent, with its idempotency key, in
+  ``batches/<run>/``, because the server may have written it and only the answer been
+  lost; refs whose bytes could not be uploaded go to the embedded store with their bytes.
+
+:meth:`Spool.sync` (``ensign sync``, and the start of the next run) sends each spooled run
+and then forgets it, so nothing is lost and nothing is sent twice: a kept batch is sent
+again under its own key, and everything else under keys derived from what is sent, so a
+sync that is interrupted and run again replays the server's first answers. A run still
+being logged by a live process (it holds ``locks/<run>.lock``) is left for later.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import re
 import sys
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO
 
 import sqlalchemy as sa
 
 from ensign import jsonio
 from ensign.backend import Backend, open_backend
-from ensign.errors import Conflict
+from ensign.errors import Conflict, EnsignError, ServerUnavailable
 from ensign.records import ArtifactRef, RunStatus
 from ensign.records import Run as RunRecord
 from ensign.registry import RunBatch
@@ -32,9 +42,10 @@ from ensign.registry.sql import SqlRegistry
 from ensign.registry.sql import runs as run_ops
 from ensign.registry.sql.engine import write_transaction
 from ensign.registry.sql.schema import decisions, metrics, params, refs, runs, settings
+from ensign.registry.wire import batch_from_wire, batch_to_wire
 from ensign.storage.blobstore import BlobStore
 
-__all__ = ["Spool", "SyncReport", "spool_folder"]
+__all__ = ["Spool", "SyncReport", "announce", "spool_folder"]
 
 _MARK = "spooled:"
 
@@ -46,19 +57,28 @@ def spool_folder(server_uri: str) -> Path:
     return Path(cache_home) / "ensign" / "spool" / (name or "server")
 
 
+def announce(message: str) -> None:
+    """Tell the user about the spool, on stderr (once per event; no traceback)."""
+    print(f"ensign: {message}", file=sys.stderr, flush=True)
+
+
 @dataclass(frozen=True)
 class SyncReport:
-    """What :meth:`Spool.sync` sent.
+    """What :meth:`Spool.sync` did.
 
     Attributes:
-        runs: The ids of the runs now on the server.
+        runs: The ids of the runs now on the server (and forgotten by the spool).
         metrics: Metric points sent.
         blobs: Blobs uploaded.
+        busy: Runs left alone because a live process is still logging them.
+        failed: ``(run, why)`` of the runs the server refused; they stay spooled.
     """
 
     runs: list[str]
     metrics: int
     blobs: int
+    busy: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Spool:
@@ -73,6 +93,7 @@ class Spool:
         self.server_uri = server_uri
         self.folder = folder or spool_folder(server_uri)
         self._backend: Backend | None = None
+        self._locks: dict[str, IO[bytes]] = {}
 
     def __repr__(self) -> str:
         return f"Spool({str(self.folder)!r})"
@@ -91,7 +112,10 @@ class Spool:
         return registry
 
     def close(self) -> None:
-        """Release the spool's store."""
+        """Release the spool's store and the runs this process was logging."""
+        for handle in self._locks.values():
+            handle.close()  # closing the file releases its lock
+        self._locks.clear()
         if self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -105,6 +129,26 @@ class Spool:
     def exists(self) -> bool:
         """Whether anything was ever spooled for this server."""
         return (self.folder / "ensign.db").exists()
+
+    # who is logging a run -----------------------------------------------------------------
+
+    def _try_lock(self, run_uuid: str) -> IO[bytes] | None:
+        """Lock a run for this spool object; ``None`` when a live process holds it."""
+        folder = self.folder / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"{run_uuid}.lock", "ab")  # noqa: SIM115 - held until close
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
+
+    def _hold(self, run_uuid: str) -> None:
+        if run_uuid not in self._locks:
+            handle = self._try_lock(run_uuid)
+            if handle is not None:
+                self._locks[run_uuid] = handle
 
     # spooling -----------------------------------------------------------------------------
 
@@ -122,7 +166,8 @@ class Spool:
         description: str | None,
         tags: list[str],
     ) -> RunRecord:
-        """Create a run that the server has never seen."""
+        """Create (and hold) a run that the server has never seen."""
+        self._hold(run_uuid)
         with write_transaction(self._registry.engine) as conn:
             record = run_ops.create_run(
                 conn,
@@ -137,7 +182,8 @@ class Spool:
         return record
 
     def adopt(self, record: RunRecord) -> None:
-        """Make room for what a run the server knows could not send (once per run)."""
+        """Make room (once per run) for what a run the server knows could not send."""
+        self._hold(record.uuid)
         with write_transaction(self._registry.engine) as conn:
             exists = conn.execute(sa.select(runs.c.uuid).where(runs.c.uuid == record.uuid))
             if exists.first() is not None:
@@ -153,22 +199,31 @@ class Spool:
             )
             self._mark(conn, record.uuid, on_server=True)
 
+    def keep_batch(self, batch: RunBatch) -> None:
+        """Keep a batch the server may or may not have written, to send again under its key."""
+        folder = self.folder / "batches" / batch.run_uuid
+        folder.mkdir(parents=True, exist_ok=True)
+        key = batch.key or os.urandom(16).hex()
+        target = folder / f"{time.time_ns():020d}-{key}.json"
+        partial = target.with_suffix(".part")
+        partial.write_text(json.dumps({"key": key, "batch": batch_to_wire(batch)}))
+        os.replace(partial, target)
+
     def pending(self) -> list[str]:
         """Return the ids of the spooled runs, oldest first."""
         if not self.exists():
             return []
         with self._registry.engine.connect() as conn:
+            marked = [
+                r.key[len(_MARK) :]
+                for r in conn.execute(
+                    sa.select(settings.c.key).where(settings.c.key.startswith(_MARK))
+                )
+            ]
             rows = conn.execute(
-                sa.select(runs.c.uuid)
-                .where(runs.c.uuid.in_(self._marked(conn)))
-                .order_by(runs.c.started_at)
+                sa.select(runs.c.uuid).where(runs.c.uuid.in_(marked)).order_by(runs.c.started_at)
             ).all()
         return [r.uuid for r in rows]
-
-    @staticmethod
-    def _marked(conn: sa.Connection) -> list[str]:
-        rows = conn.execute(sa.select(settings.c.key).where(settings.c.key.startswith(_MARK)))
-        return [r.key[len(_MARK) :] for r in rows]
 
     def _on_server(self, run_uuid: str) -> bool:
         with self._registry.engine.connect() as conn:
@@ -182,18 +237,37 @@ class Spool:
     def sync(self, remote: Backend) -> SyncReport:
         """Send every spooled run to the server behind ``remote``, then forget it.
 
+        A run a live process is still logging is left for later (``busy``); a run the
+        server refuses stays spooled (``failed``, with the reason) and the others go on.
+
         Raises:
-            ServerUnavailable: the server still cannot be reached (what was sent stays
-                sent; the rest stays spooled).
+            ServerUnavailable: the server cannot be reached (what was sent stays sent; the
+                rest stays spooled).
         """
         synced: list[str] = []
+        busy: list[str] = []
+        failed: list[tuple[str, str]] = []
         points = blobs = 0
         for run_uuid in self.pending():
-            sent_points, sent_blobs = self._sync_run(remote, run_uuid)
+            held = run_uuid in self._locks
+            handle = None if held else self._try_lock(run_uuid)
+            if not held and handle is None:
+                busy.append(run_uuid)
+                continue
+            try:
+                sent_points, sent_blobs = self._sync_run(remote, run_uuid)
+            except ServerUnavailable:
+                raise
+            except EnsignError as error:
+                failed.append((run_uuid, str(error)))
+                continue
+            finally:
+                if handle is not None:
+                    handle.close()
             synced.append(run_uuid)
             points += sent_points
             blobs += sent_blobs
-        return SyncReport(synced, points, blobs)
+        return SyncReport(synced, points, blobs, busy, failed)
 
     def _sync_run(self, remote: Backend, run_uuid: str) -> tuple[int, int]:
         registry = remote.registry
@@ -216,6 +290,7 @@ class Spool:
                     environment=record.environment,
                     run_uuid=run_uuid,
                 )
+        points = self._send_kept_batches(remote, run_uuid)
         history = local.get_metrics(run_uuid)
         rows = [
             (name, p.step, p.value, p.timestamp) for name, points in history.items() for p in points
@@ -237,7 +312,19 @@ class Spool:
         if record.status != RunStatus.RUNNING.value:
             remote.registry.set_run_status(run_uuid, record.status, ended=True)
         self._forget(run_uuid)
-        return len(rows), sum(count for _, count in moved)
+        return points + len(rows), sum(count for _, count in moved)
+
+    def _send_kept_batches(self, remote: Backend, run_uuid: str) -> int:
+        """Send the batches kept for a run, each under its own key, oldest first."""
+        points = 0
+        folder = self.folder / "batches" / run_uuid
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            kept = json.loads(path.read_text())
+            batch = replace(batch_from_wire(run_uuid, kept["batch"]), key=kept["key"])
+            remote.registry.write_batch(batch)
+            points += len(batch.metrics)
+            path.unlink()
+        return points
 
     def _upload(self, remote: Backend, ref: ArtifactRef) -> tuple[ArtifactRef, int]:
         """Put a spooled ref's blobs in the server's store; return the ref pointing there."""
@@ -257,8 +344,6 @@ class Spool:
                 conn.execute(table.delete().where(table.c.run_uuid == run_uuid))
             conn.execute(runs.delete().where(runs.c.uuid == run_uuid))
             conn.execute(settings.delete().where(settings.c.key == f"{_MARK}{run_uuid}"))
-
-
-def announce(message: str) -> None:
-    """Tell the user about the spool, on stderr (once per event; no traceback)."""
-    print(f"ensign: {message}", file=sys.stderr, flush=True)
+        folder = self.folder / "batches" / run_uuid
+        if folder.is_dir():
+            folder.rmdir()
