@@ -235,12 +235,13 @@ def test_unknown_fields_are_a_400_naming_the_field(api: dict[str, Any]) -> None:
         registry.close()
 
 
-def test_an_oversized_json_body_is_a_413(api: dict[str, Any]) -> None:
+@pytest.mark.parametrize("path", ["/api/v1/runs/{run}/batch", "/api/v1/blobs/missing"])
+def test_an_oversized_json_body_is_a_413(api: dict[str, Any], path: str) -> None:
     server = api["server"]
     parts = urlsplit(server.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        conn.putrequest("POST", f"/api/v1/runs/{api['run']}/batch")
+        conn.putrequest("POST", path.format(run=api["run"]))
         conn.putheader("Authorization", f"Bearer {server.token}")
         conn.putheader("Content-Type", "application/json")
         conn.putheader("Content-Length", str(16 * 1024 * 1024 + 1))

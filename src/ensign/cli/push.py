@@ -154,7 +154,8 @@ def _upload(api: RestSession, archive: Path) -> str:
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
             authorized=False,
         )
-    if response.status_code >= 400:
+    # 409: an earlier try of this very upload landed, and only its answer was lost.
+    if response.status_code >= 400 and response.status_code != 409:
         raise CliError(
             f"the upload was refused ({response.status_code}): {_one_line(response.text[:500])}"
         )
@@ -257,31 +258,34 @@ def push(
     """Push a bundle FOLDER (holding openlayer.json) to a server and evaluate its goals."""
     _check_folder(folder)
     api = RestSession(_server_url(tracking_uri))
-    project_key = resolve_project(project)
-    with tempfile.TemporaryDirectory(prefix="ensign-push-") as tmp:
-        archive = Path(tmp) / "bundle.tar"
-        _tar(folder, archive)
-        storage_uri = _upload(api, archive)
-    body: dict[str, Any] = {"commit": {"message": message}, "storageUri": storage_uri}
-    if when is not None or stage is not None or kind != "artifact":
-        body["ensign"] = {"when": when, "stage": stage, "kind": kind}
-    version = api.call(
-        "POST", f"/v1/projects/{quote(project_key, safe='/')}/versions", payload=body
-    )
-    if not wait:
+    try:
+        project_key = resolve_project(project)
+        with tempfile.TemporaryDirectory(prefix="ensign-push-") as tmp:
+            archive = Path(tmp) / "bundle.tar"
+            _tar(folder, archive)
+            storage_uri = _upload(api, archive)
+        body: dict[str, Any] = {"commit": {"message": message}, "storageUri": storage_uri}
+        if when is not None or stage is not None or kind != "artifact":
+            body["ensign"] = {"when": when, "stage": stage, "kind": kind}
+        version = api.call(
+            "POST", f"/v1/projects/{quote(project_key, safe='/')}/versions", payload=body
+        )
+        if not wait:
+            if as_json:
+                print_json(version)
+            else:
+                click.echo(f"version {version['id']} {version['status']}")
+            return
+        version = _wait(api, version["id"], timeout)
         if as_json:
             print_json(version)
         else:
-            click.echo(f"version {version['id']} {version['status']}")
-        return
-    version = _wait(api, version["id"], timeout)
-    if as_json:
-        print_json(version)
-    else:
-        _report(api, version)
-    if version["status"] == "failed":
-        raise CliError(f"version {version['id']} failed: {_one_line(version['statusMessage'])}")
-    if version["failingGoalCount"]:
-        raise CliError(
-            f"{version['failingGoalCount']} of {version['totalGoalCount']} goals not passing"
-        )
+            _report(api, version)
+        if version["status"] == "failed":
+            raise CliError(f"version {version['id']} failed: {_one_line(version['statusMessage'])}")
+        if version["failingGoalCount"]:
+            raise CliError(
+                f"{version['failingGoalCount']} of {version['totalGoalCount']} goals not passing"
+            )
+    finally:
+        api.close()

@@ -6,6 +6,7 @@ Routes live in :mod:`ensign.server.routes`; each module there holds one ``router
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,8 +24,9 @@ from ensign.server.state import ServerState, open_state
 
 __all__ = ["UPLOAD_PATHS", "create_app"]
 
-#: Paths whose bodies are bundles or blobs (the bundle limit), not JSON (the JSON limit).
-UPLOAD_PATHS = ("/api/v1/blobs/", "/v1/storage/")
+#: Paths whose bodies are bundles or blobs (the bundle limit), not JSON (the JSON limit):
+#: a blob's own signed URL and the signed bundle uploads.
+UPLOAD_PATHS = re.compile(r"/api/v1/blobs/[0-9a-f]{64}|/v1/storage/uploads/.+")
 
 
 def create_app(settings: ServerSettings, *, state: ServerState | None = None) -> FastAPI:
@@ -57,7 +59,7 @@ def create_app(settings: ServerSettings, *, state: ServerState | None = None) ->
     install_error_handlers(app)
 
     def limit_for(path: str) -> int:
-        if path.startswith(UPLOAD_PATHS):
+        if UPLOAD_PATHS.fullmatch(path):
             return settings.max_bundle_bytes
         return settings.max_json_bytes
 

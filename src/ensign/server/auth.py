@@ -97,7 +97,12 @@ class Access:
         return record
 
     @staticmethod
-    def _role(token: TokenRecord, role: str) -> None:
+    def require_role(token: TokenRecord, role: str) -> None:
+        """Allow a token with at least ``role``, whatever projects it covers.
+
+        Raises:
+            Forbidden: its role is too weak.
+        """
         if role_rank(token.role) < role_rank(role):
             raise Forbidden(f"this token's role is {token.role!r}; the request needs {role!r}")
 
@@ -109,7 +114,7 @@ class Access:
         """
         if token.project_id is not None:
             raise Forbidden(f"this token covers only the project {token.project_key!r}")
-        self._role(token, role)
+        self.require_role(token, role)
 
     def require_project(self, token: TokenRecord, project: str, role: str) -> None:
         """Allow a token that covers ``project`` (its key or id) with at least ``role``.
@@ -119,7 +124,7 @@ class Access:
         """
         if token.project_id is not None and project not in (token.project_id, token.project_key):
             raise Forbidden(f"this token covers the project {token.project_key!r}, not {project!r}")
-        self._role(token, role)
+        self.require_role(token, role)
 
     def project_of_run(self, run_uuid: str) -> str:
         """Return the project key of a run.

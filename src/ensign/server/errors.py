@@ -9,6 +9,7 @@ the field.  The REST client maps ``type`` back to the same class.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -86,9 +87,14 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _bug(_request: Request, error: Exception) -> JSONResponse:
-        _log.exception("unexpected error", exc_info=error)
+    async def _bug(request: Request, error: Exception) -> JSONResponse:
+        # The details (SQL, URLs, paths) go to the server's log, never to the client.
+        incident = uuid.uuid4().hex[:12]
+        _log.error(
+            "unexpected error %s on %s %s", incident, request.method, request.url.path,
+            exc_info=error,
+        )  # fmt: skip
+        message = f"the server failed unexpectedly (incident {incident}, in its log)"
         return JSONResponse(
-            {"error": {"type": "InternalError", "message": f"{type(error).__name__}: {error}"}},
-            status_code=500,
+            {"error": {"type": "InternalError", "message": message}}, status_code=500
         )

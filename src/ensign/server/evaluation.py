@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from ensign.backend import Backend
 from ensign.bundles import Evaluation, evaluate_archive
-from ensign.errors import ConfigurationError, EnsignError, InvalidRequest, UnknownMetric
+from ensign.errors import EnsignError, InvalidRequest, UnknownMetric
 from ensign.promotion.decide import decide
 from ensign.promotion.register import manifest_of
 from ensign.promotion.spec import Promotion
@@ -58,7 +58,6 @@ __all__ = [
     "goal_metric",
     "new_upload",
     "run_push_job",
-    "served_store",
 ]
 
 #: The folder of the store that uploaded bundles go to.
@@ -89,20 +88,6 @@ class WorkerContext:
 
 
 # --- where bundles are kept ----------------------------------------------------------------
-
-
-def served_store(backend: Backend) -> BlobStore:
-    """Return the blob store a server or worker reaches directly (never through a server).
-
-    Raises:
-        ConfigurationError: when the backend's store is not one the process can reach itself.
-    """
-    store = backend.store
-    if not isinstance(store, BlobStore):
-        raise ConfigurationError(
-            f"the push API needs direct access to the artifacts store, not {store.uri}"
-        )
-    return store
 
 
 def check_object_name(name: str) -> str:
@@ -205,7 +190,7 @@ def run_push_job(context: WorkerContext, job: job_ops.Job) -> None:
     with tempfile.TemporaryDirectory(prefix="ensign-push-") as tmp:
         archive = Path(tmp) / "bundle.tar"
         try:
-            _download(served_store(context.backend), push.storage_uri, archive)
+            _download(context.backend.blob_store, push.storage_uri, archive)
         except (OSError, EnsignError) as error:
             evaluation = Evaluation.failed(f"the bundle could not be read from the store: {error}")
         else:

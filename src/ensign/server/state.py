@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import secrets
 import sys
-from dataclasses import dataclass
-from typing import TextIO
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TextIO
 
 from ensign.backend import Backend, open_backend
 from ensign.config import resolve_tracking_uri, tracking_location
@@ -20,12 +21,33 @@ from ensign.registry.sql.engine import (
 from ensign.registry.sql.engine import upgrade as upgrade_schema
 from ensign.registry.sql.tokens import create_token, has_admin_token
 from ensign.server.settings import ServerSettings
+from ensign.storage.blobstore import BlobStore
 from ensign.storage.signing import HmacSigner
 
-__all__ = ["SIGNING_SECRET_SETTING", "ServerState", "check_schema", "open_state"]
+if TYPE_CHECKING:
+    from ensign.storage.s3 import S3Presigner
+
+__all__ = ["SIGNING_SECRET_SETTING", "Presigners", "ServerState", "check_schema", "open_state"]
 
 #: The registry setting holding the HMAC secret every server process of a store shares.
 SIGNING_SECRET_SETTING = "signing_secret"
+
+
+class Presigners:
+    """One S3 presigner per store, made on first use (a botocore client is slow to make)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_store: dict[str, S3Presigner] = {}
+
+    def get(self, store: BlobStore) -> S3Presigner:
+        """Return the presigner with the credentials and endpoint of an S3 store."""
+        from ensign.storage.s3 import S3Presigner
+
+        with self._lock:
+            if store.uri not in self._by_store:
+                self._by_store[store.uri] = S3Presigner.for_filesystem(store.fs)
+            return self._by_store[store.uri]
 
 
 @dataclass
@@ -37,12 +59,14 @@ class ServerState:
         backend: The SQL registry and the blob store.
         registry: The same registry, typed as SQL (tokens, jobs and pushes live there too).
         signer: Signs and checks the URLs the server serves itself (folder stores).
+        presigners: Sign the URLs of S3 stores.
     """
 
     settings: ServerSettings
     backend: Backend
     registry: SqlRegistry
     signer: HmacSigner
+    presigners: Presigners = field(default_factory=Presigners)
 
     def close(self) -> None:
         """Release connections."""

@@ -13,7 +13,7 @@ from fsspec.core import url_to_fs
 
 from ensign.errors import StoreNotAvailable
 
-__all__ = ["EXTRAS", "open_filesystem", "protocol_of"]
+__all__ = ["EXTRAS", "is_s3", "open_filesystem", "protocol_of"]
 
 #: Protocol -> the ensign extra that installs its fsspec implementation.
 EXTRAS: dict[str, str] = {
@@ -31,6 +31,11 @@ EXTRAS: dict[str, str] = {
 def protocol_of(uri: str) -> str:
     """Return the protocol of a store URL (``file`` for a plain path)."""
     return uri.split("://", 1)[0].lower() if "://" in uri else "file"
+
+
+def is_s3(uri: str) -> bool:
+    """Whether a store URL is on S3 (or an S3-compatible store)."""
+    return protocol_of(uri) in {"s3", "s3a"}
 
 
 def open_filesystem(

@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -54,12 +53,11 @@ from starlette.requests import Request
 
 from ensign.errors import ArtifactNotFound, DigestMismatch, Forbidden, InvalidRequest
 from ensign.registry.sql.schema import refs, versions
-from ensign.registry.sql.tokens import role_rank
-from ensign.server.auth import Token, server_state
+from ensign.server.auth import Access, Token, server_state
 from ensign.server.idempotency import WireResponse, access_of, native_router
 from ensign.server.state import ServerState
 from ensign.storage.blobstore import BlobStore
-from ensign.storage.providers import protocol_of
+from ensign.storage.providers import is_s3, protocol_of
 from ensign.storage.signing import EXPIRES_PARAM, SIGNATURE_PARAM, check_expires_in
 
 __all__ = ["BLOB_PATH", "router", "served_store"]
@@ -120,10 +118,6 @@ def served_store(state: ServerState, uri: str | None, *, upload: bool = False) -
     return store
 
 
-def _is_s3(store: BlobStore) -> bool:
-    return protocol_of(store.uri) in {"s3", "s3a"}
-
-
 def _check_digests(digests: list[str]) -> list[str]:
     for digest in digests:
         if not _DIGEST.fullmatch(digest):
@@ -132,31 +126,6 @@ def _check_digests(digests: list[str]) -> list[str]:
 
 
 # URLs -------------------------------------------------------------------------------------
-
-
-class _Presigners:
-    """One S3 presigner per store, kept by the app (a botocore client is slow to make)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_store: dict[str, Any] = {}
-
-    def get(self, store: BlobStore) -> Any:
-        from ensign.storage.s3 import S3Presigner
-
-        with self._lock:
-            if store.uri not in self._by_store:
-                self._by_store[store.uri] = S3Presigner.for_filesystem(store.fs)
-            return self._by_store[store.uri]
-
-
-def _presigners(request: Request) -> _Presigners:
-    state = request.app.state
-    found = getattr(state, "ensign_presigners", None)
-    if found is None:
-        found = state.ensign_presigners = _Presigners()
-    assert isinstance(found, _Presigners)
-    return found
 
 
 def _signed_key(digest: str, store: BlobStore, own: BlobStore) -> str:
@@ -185,12 +154,12 @@ def _s3_place(store: BlobStore, digest: str) -> tuple[str, str]:
 
 
 def _upload_target(request: Request, store: BlobStore, digest: str, expires: int) -> dict[str, Any]:
-    if not _is_s3(store):
+    if not is_s3(store.uri):
         url = _server_url(request, "PUT", digest, store, expires)
         return {"method": "PUT", "url": url, "headers": {}}
     checksum = base64.b64encode(bytes.fromhex(digest)).decode()
     bucket, key = _s3_place(store, digest)
-    client = _presigners(request).get(store).client
+    client = server_state(request).presigners.get(store).client
     url = client.generate_presigned_url(
         "put_object",
         Params={"Bucket": bucket, "Key": key, "ChecksumSHA256": checksum},
@@ -202,10 +171,10 @@ def _upload_target(request: Request, store: BlobStore, digest: str, expires: int
 def _download_target(
     request: Request, store: BlobStore, digest: str, expires: int
 ) -> dict[str, Any]:
-    if not _is_s3(store):
+    if not is_s3(store.uri):
         return {"method": "GET", "url": _server_url(request, "GET", digest, store, expires)}
     bucket, key = _s3_place(store, digest)
-    url = _presigners(request).get(store).presign_get(bucket, key, expires)
+    url = server_state(request).presigners.get(store).presign_get(bucket, key, expires)
     return {"method": "GET", "url": url}
 
 
@@ -216,14 +185,13 @@ def _download_target(
 def store_info(request: Request, token: Token) -> WireResponse:
     """Return the store new bytes go to and how uploads reach it (``s3`` or ``server``)."""
     store = _own_store(server_state(request))
-    return WireResponse({"uri": store.uri, "uploads": "s3" if _is_s3(store) else "server"})
+    return WireResponse({"uri": store.uri, "uploads": "s3" if is_s3(store.uri) else "server"})
 
 
 @router.post(f"{BLOB_PATH}/missing")
 def missing_blobs(request: Request, token: Token, body: DigestsBody) -> WireResponse:
     """Return the digests the store lacks and, unless ``uploads`` is false, where to PUT each."""
-    if role_rank(token.role) < role_rank("write"):
-        raise Forbidden(f"this token's role is {token.role!r}; uploads need 'write'")
+    Access.require_role(token, "write")
     expires = check_expires_in(body.expires_in)
     digests = _check_digests(body.digests)
     store = served_store(server_state(request), body.store_uri, upload=body.uploads)

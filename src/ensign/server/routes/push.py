@@ -28,13 +28,13 @@ from ensign.promotion.spec import Promotion
 from ensign.records import parse_kind
 from ensign.registry.sql import pushes as push_ops
 from ensign.registry.sql.engine import write_transaction
-from ensign.registry.sql.tokens import TokenRecord, role_rank
+from ensign.registry.sql.tokens import TokenRecord
 from ensign.server.auth import Access, Token, server_state
-from ensign.server.evaluation import bundle_path, new_upload, served_store, upload_path
-from ensign.server.idempotency import NativeRoute
+from ensign.server.evaluation import bundle_path, new_upload, upload_path
+from ensign.server.idempotency import NativeRoute, access_of
 from ensign.storage.blobstore import BlobStore
 from ensign.storage.hashing import CHUNK_SIZE
-from ensign.storage.providers import protocol_of
+from ensign.storage.providers import is_s3, protocol_of
 
 __all__ = ["UPLOAD_EXPIRES_IN", "router", "version_json"]
 
@@ -83,20 +83,6 @@ class VersionBody(BaseModel):
     ensign: EnsignOptions | None = None
 
 
-def _access(request: Request) -> Access:
-    access: Access = request.app.state.access
-    return access
-
-
-def _require_role(token: TokenRecord, role: str) -> None:
-    if role_rank(token.role) < role_rank(role):
-        raise Forbidden(f"this token's role is {token.role!r}; the request needs {role!r}")
-
-
-def _is_s3(store: BlobStore) -> bool:
-    return protocol_of(store.uri) in {"s3", "s3a"}
-
-
 def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
@@ -115,15 +101,13 @@ def presigned_url(
     object_name: Annotated[str, Query(alias="objectName")] = "bundle.tar",
 ) -> dict[str, Any]:
     """Answer where to upload a bundle: ``{url, fields, storageUri}`` (needs ``write``)."""
-    _require_role(token, "write")
+    Access.require_role(token, "write")
     state = server_state(request)
-    store = served_store(state.backend)
+    store = state.backend.blob_store
     upload_id, storage_uri, path = new_upload(store, object_name)
-    if _is_s3(store):
-        from ensign.storage.s3 import S3Presigner
-
+    if is_s3(store.uri):
         bucket, _, key = path.partition("/")
-        post = S3Presigner.for_filesystem(store.fs).presign_post(
+        post = state.presigners.get(store).presign_post(
             bucket, key, UPLOAD_EXPIRES_IN, max_length=state.settings.max_bundle_bytes
         )
         return {"url": post.url, "fields": post.fields, "storageUri": storage_uri}
@@ -148,7 +132,7 @@ async def upload(request: Request, upload_id: str, name: str) -> Response:
     refusal = state.signer.check_query("POST", f"{upload_id}/{name}", request.query_params)
     if refusal is not None:
         raise Forbidden(f"this upload URL is refused ({refusal}); ask for a new one")
-    store = served_store(state.backend)
+    store = state.backend.blob_store
     path = upload_path(store, upload_id, name)
     if store.fs.exists(path):
         raise Conflict("a bundle was already uploaded to this URL; ask for a new one")
@@ -241,10 +225,10 @@ def create_version(
     request: Request, project: str, body: VersionBody, token: Token
 ) -> dict[str, Any]:
     """Commit an uploaded bundle as a new version of a project and queue its evaluation."""
-    _access(request).require_project(token, project, "write")
+    access_of(request).require_project(token, project, "write")
     state = server_state(request)
     options = _options(body)
-    store = served_store(state.backend)
+    store = state.backend.blob_store
     path = bundle_path(store, body.storage_uri)
     try:
         info = store.fs.info(path)
@@ -271,7 +255,7 @@ def _push_for(request: Request, token: TokenRecord, version_id: str) -> push_ops
     state = server_state(request)
     with state.registry.engine.connect() as conn:
         push = push_ops.get_push(conn, version_id)
-    _access(request).require_project(token, push.project_id, "read")
+    access_of(request).require_project(token, push.project_id, "read")
     return push
 
 
