@@ -8,6 +8,7 @@ shell-model tabular-classification bundle (predictions and scores already in the
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -173,3 +174,67 @@ def read_column(path: Path, column: str) -> np.ndarray:
     """Read one column of a CSV with the csv module (independent of the code under test)."""
     with path.open(newline="", encoding="utf-8") as handle:
         return np.asarray([row[column] for row in csv.DictReader(handle)])
+
+
+# --- shared by the bundle tests ----------------------------------------------------------
+
+Digits = tuple[pd.DataFrame, pd.DataFrame, Any]
+
+
+def features_of(frame: pd.DataFrame) -> list[str]:
+    return [column for column in frame.columns if column.startswith("pixel_")]
+
+
+def write_digits(
+    folder: Path,
+    digits: Digits,
+    goals: list[dict[str, Any]] | None,
+    *,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    training, validation, _ = digits
+    config = config or digits_config(features_of(training))
+    return write_bundle(folder, config, {"training": training, "validation": validation}, goals)
+
+
+def goal(
+    measurement: str, operator: str, value: Any, *, training: bool = False, validation: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": f"{measurement} {operator} {value}",
+        "type": "performance",
+        "subtype": "metricThreshold",
+        "thresholds": [
+            {
+                "insightName": "metrics",
+                "measurement": measurement,
+                "operator": operator,
+                "value": value,
+            }
+        ],
+        "usesValidationDataset": validation,
+        "usesTrainingDataset": training,
+    }
+
+
+def snapshot(folder: Path) -> set[Path]:
+    return set(folder.rglob("*"))
+
+
+def evil_tar(target: Path, bundle: Path, bad: tarfile.TarInfo) -> Path:
+    """A valid SDK-style bundle tar with one bad entry added after every good one."""
+    with tarfile.open(target, "w") as tar:
+        tar.add(bundle, arcname=bundle.name)
+        tar.addfile(bad, io.BytesIO(b"x" * bad.size) if bad.isfile() else None)
+    return target
+
+
+def info(
+    name: str, kind: bytes = tarfile.REGTYPE, *, linkname: str = "", size: int = 0
+) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.linkname = linkname
+    member.size = size
+    member.mode = 0o644
+    return member

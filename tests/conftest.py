@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bundle_helpers import Digits, accuracy_goal, digits_frames, write_digits
 from serving import LiveServer, start_server
 
 _ENV = ("ENSIGN_TRACKING_URI", "ENSIGN_ARTIFACTS_URI", "ENSIGN_PROJECT", "ENSIGN_TOKEN")
@@ -198,3 +199,18 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- bundles: the digits frames and a passing bundle (see bundle_helpers.py) -------------------
+
+
+@pytest.fixture(scope="session")
+def digits() -> Digits:
+    """The digits frames (with predictions and scores) and the model, trained once."""
+    return digits_frames()
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path, digits: Digits) -> Path:
+    """A passing digits bundle folder."""
+    return write_digits(tmp_path / "src" / "digits", digits, [accuracy_goal(0.5)])

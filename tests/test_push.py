@@ -19,6 +19,7 @@ from openlayer.lib.data.commit import push as sdk_push
 
 from bundle_helpers import accuracy_goal, make_shell_bundle, make_tar
 from ensign.backend import open_backend
+from ensign.server.evaluation import bundle_path
 from ensign.server.state import SIGNING_SECRET_SETTING
 from ensign.storage.signing import HmacSigner
 from push_helpers import (
@@ -111,6 +112,8 @@ def test_sdk_push_on_a_folder_store(
         assert metrics["goals_total"][-1].value == 1.0
         assert metrics["goal/Accuracy_above_threshold"][-1].value > 0.9
         assert backend.registry.get_run(run_id).status == "succeeded"
+        store = backend.blob_store  # the archive is gone: its files are the version's blobs
+        assert not store.fs.exists(bundle_path(store, version.commit.storage_uri))
     finally:
         backend.close()
 

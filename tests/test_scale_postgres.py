@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,14 @@ def promote_everywhere(servers: list[LiveServer], token: str, sync: Path) -> lis
             )
             stack.callback(proc.kill)
             procs.append(proc)
+        deadline = time.monotonic() + 120
         for index in range(PROMOTERS):
             ready = sync / f"ready-{index}"
             while not ready.exists():
                 for proc in procs:
                     assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, f"promoter {index} never got ready"
+                time.sleep(0.01)
         (sync / "go").touch()
         results = [proc.communicate(timeout=180) for proc in procs]
     failures = [err for proc, (_, err) in zip(procs, results, strict=True) if proc.returncode]

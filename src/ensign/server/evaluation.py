@@ -46,6 +46,7 @@ from ensign.registry.sql.engine import write_transaction
 from ensign.server.settings import ServerSettings
 from ensign.storage.blobstore import BlobStore
 from ensign.storage.hashing import CHUNK_SIZE
+from ensign.storage.providers import protocol_of
 from ensign.tracking.refs import RefRequest, store_ref
 
 __all__ = [
@@ -396,6 +397,19 @@ def _finish(
             status = RunStatus.SUCCEEDED if completed else RunStatus.FAILED
             run_ops.set_run_status(conn, run_uuid, status.value, True)
         job_ops.complete(conn, job)
+    _discard_archive(context.backend.blob_store, push.storage_uri)
+
+
+def _discard_archive(store: BlobStore, storage_uri: str) -> None:
+    """Remove an evaluated bundle's archive: its files are blobs of the version now."""
+    path = bundle_path(store, storage_uri)
+    try:
+        store.fs.rm(path)
+        parent = path.rsplit("/", 1)[0]
+        if protocol_of(store.uri) in {"file", "local"} and not store.fs.ls(parent):
+            store.fs.rmdir(parent)
+    except OSError:
+        pass  # already gone (an earlier attempt's), or the store refused: nothing is lost
 
 
 def _decision_json(decision: PromotionDecision | None) -> dict[str, Any] | None:

@@ -216,4 +216,5 @@ idempotency_keys = sa.Table(
     sa.Column("status_code", sa.Integer, nullable=False),
     sa.Column("response", sa.Text, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index("ix_idempotency_keys_created", "created_at"),  # forgetting old answers
 )

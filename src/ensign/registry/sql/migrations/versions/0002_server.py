@@ -71,6 +71,7 @@ def upgrade() -> None:
         sa.Column("response", sa.Text, nullable=False),
         sa.Column("created_at", sa.Double, nullable=False),
     )
+    op.create_index("ix_idempotency_keys_created", "idempotency_keys", ["created_at"])
 
 
 def downgrade() -> None:
