@@ -443,7 +443,7 @@ def test_empty_batch_writes_nothing(registry: SqlRegistry) -> None:
     registry.write_batch(RunBatch("f" * 32))  # nothing to write: not even a lookup
 
 
-def test_refs_replace_by_name_and_direction(registry: SqlRegistry) -> None:
+def test_refs_replace_by_name_and_direction(registry: SqlRegistry, store_uri: str) -> None:
     run = registry.create_run("digits").uuid
     registry.write_batch(
         RunBatch(
@@ -465,7 +465,7 @@ def test_refs_replace_by_name_and_direction(registry: SqlRegistry) -> None:
                     kind="model",
                     digest=D3,
                     size=30,
-                    store_uri="file:///store",
+                    store_uri=store_uri,
                     manifest={"model.pkl": {"digest": D3, "size": 30}},
                 )
             ],
@@ -482,7 +482,7 @@ def test_refs_replace_by_name_and_direction(registry: SqlRegistry) -> None:
     assert (data_out.digest, data_out.size) == (D2, 20)
     assert model.digest == D3
     assert model.summary == {}
-    assert model.store_uri == "file:///store"
+    assert model.store_uri == store_uri
     assert model.manifest == {"model.pkl": {"digest": D3, "size": 30}}
     assert model.run == run
     assert registry.list_refs(registry.create_run("digits").uuid) == []

@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from ensign.cli.options import tracking_uri_option
+from ensign.cli.options import F, tracking_uri_option
 from ensign.config import resolve_tracking_uri, tracking_location
 from ensign.errors import ConfigurationError
 from ensign.registry.sql import SqlRegistry
@@ -20,8 +20,9 @@ from ensign.registry.sql.engine import (
     write_transaction,
 )
 from ensign.registry.sql.tokens import ROLES, create_token
+from ensign.server.settings import ServerSettings
 
-__all__ = ["db", "projects", "server", "tokens", "worker"]
+__all__ = ["db", "projects", "server", "store_options", "tokens", "worker"]
 
 
 def _database_url(tracking_uri: str | None) -> str:
@@ -34,63 +35,106 @@ def _database_url(tracking_uri: str | None) -> str:
     return location.database_url
 
 
+def store_options(func: F) -> F:
+    """Add what the server and its workers share: the store and how bundles are evaluated."""
+    options = [
+        tracking_uri_option,
+        click.option(
+            "--artifacts-uri",
+            metavar="URI",
+            default=None,
+            help="Where bytes go: a folder, s3://bucket/prefix, ... [default: the store's own]",
+        ),
+        click.option(
+            "--allow-run-scripts",
+            is_flag=True,
+            help="Run the batchCommand of pushed 'full' models (a subprocess with a time limit).",
+        ),
+        click.option(
+            "--script-time-limit",
+            type=click.FloatRange(min=0, min_open=True),
+            default=ServerSettings.script_time_limit,
+            show_default=True,
+            metavar="SECONDS",
+            help="Seconds a pushed model's batchCommand may run.",
+        ),
+        click.option(
+            "--max-bundle-bytes",
+            type=click.IntRange(min=1),
+            default=ServerSettings.max_bundle_bytes,
+            hidden=True,
+        ),
+        click.option(
+            "--lease-seconds",
+            type=click.FloatRange(min=0, min_open=True),
+            default=ServerSettings.job_lease_seconds,
+            hidden=True,
+            help="How long a worker holds a job before another may take it over.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings(
+    tracking_uri: str | None,
+    artifacts_uri: str | None,
+    allow_run_scripts: bool,
+    script_time_limit: float,
+    max_bundle_bytes: int,
+    lease_seconds: float,
+    workers: int,
+) -> ServerSettings:
+    return ServerSettings(
+        tracking_uri=tracking_uri,
+        artifacts_uri=artifacts_uri,
+        allow_run_scripts=allow_run_scripts,
+        script_time_limit=script_time_limit,
+        max_bundle_bytes=max_bundle_bytes,
+        job_lease_seconds=lease_seconds,
+        workers=workers,
+    )
+
+
 @click.command("server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@tracking_uri_option
-@click.option(
-    "--artifacts-uri",
-    metavar="URI",
-    default=None,
-    help="Where bytes go: a folder, s3://bucket/prefix, ... [default: the store's own]",
-)
-@click.option(
-    "--allow-run-scripts",
-    is_flag=True,
-    help="Run the batchCommand of pushed 'full' models (in a subprocess, with a time limit).",
-)
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
-    default=1,
+    default=ServerSettings.workers,
     show_default=True,
     help="Evaluation workers inside this process (0: leave jobs to 'ensign worker').",
 )
 @click.option("--access-log", is_flag=True, help="Log every request.")
-@click.option("--max-bundle-bytes", type=click.IntRange(min=1), default=None, hidden=True)
-@click.option(
-    "--script-time-limit",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="SECONDS",
-    help="Seconds a pushed model's batchCommand may run [default: 600].",
-)
+@store_options
 def server(
     host: str,
     port: int,
+    workers: int,
+    access_log: bool,
     tracking_uri: str | None,
     artifacts_uri: str | None,
     allow_run_scripts: bool,
-    workers: int,
-    access_log: bool,
-    max_bundle_bytes: int | None,
-    script_time_limit: float | None,
+    script_time_limit: float,
+    max_bundle_bytes: int,
+    lease_seconds: float,
 ) -> None:
     """Serve the REST API of a store; GET /healthz answers 200 once it serves."""
     import uvicorn
 
     from ensign.server.app import create_app
-    from ensign.server.settings import ServerSettings
     from ensign.server.state import open_state
 
-    defaults = ServerSettings()
-    settings = ServerSettings(
-        tracking_uri=tracking_uri,
-        artifacts_uri=artifacts_uri,
-        allow_run_scripts=allow_run_scripts,
-        workers=workers,
-        max_bundle_bytes=max_bundle_bytes or defaults.max_bundle_bytes,
-        script_time_limit=script_time_limit or defaults.script_time_limit,
+    settings = _settings(
+        tracking_uri,
+        artifacts_uri,
+        allow_run_scripts,
+        script_time_limit,
+        max_bundle_bytes,
+        lease_seconds,
+        workers,
     )
     app = create_app(settings, state=open_state(settings))
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="warning")
@@ -176,13 +220,6 @@ def db_upgrade(tracking_uri: str | None) -> None:
 
 
 @click.command("worker")
-@tracking_uri_option
-@click.option(
-    "--artifacts-uri",
-    metavar="URI",
-    default=None,
-    help="Where bytes go [default: the store's own].",
-)
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -190,43 +227,27 @@ def db_upgrade(tracking_uri: str | None) -> None:
     show_default=True,
     help="Jobs evaluated at once.",
 )
-@click.option(
-    "--allow-run-scripts", is_flag=True, help="Run the batchCommand of pushed 'full' models."
-)
-@click.option(
-    "--script-time-limit",
-    type=click.FloatRange(min=0, min_open=True),
-    default=600.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds a batchCommand may run.",
-)
-@click.option("--max-bundle-bytes", type=click.IntRange(min=1), default=None, hidden=True)
-@click.option(
-    "--lease-seconds", type=click.FloatRange(min=0, min_open=True), default=None, hidden=True
-)
+@store_options
 def worker(
+    concurrency: int,
     tracking_uri: str | None,
     artifacts_uri: str | None,
-    concurrency: int,
     allow_run_scripts: bool,
     script_time_limit: float,
-    max_bundle_bytes: int | None,
-    lease_seconds: float | None,
+    max_bundle_bytes: int,
+    lease_seconds: float,
 ) -> None:
     """Evaluate pushed bundles queued in a shared store, until stopped (Ctrl-C, SIGTERM)."""
-    from ensign.server.settings import ServerSettings
     from ensign.server.worker import open_worker_context, start_pool
 
-    defaults = ServerSettings()
-    settings = ServerSettings(
-        tracking_uri=tracking_uri,
-        artifacts_uri=artifacts_uri,
-        allow_run_scripts=allow_run_scripts,
-        script_time_limit=script_time_limit,
-        max_bundle_bytes=max_bundle_bytes or defaults.max_bundle_bytes,
-        job_lease_seconds=lease_seconds or defaults.job_lease_seconds,
-        workers=concurrency,
+    settings = _settings(
+        tracking_uri,
+        artifacts_uri,
+        allow_run_scripts,
+        script_time_limit,
+        max_bundle_bytes,
+        lease_seconds,
+        concurrency,
     )
     context = open_worker_context(settings)
     pool = start_pool(context, concurrency)

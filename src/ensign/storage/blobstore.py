@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ensign.errors import ArtifactNotFound, DigestMismatch, IntegrityError
 from ensign.storage.hashing import Progress, sha256_file
 from ensign.storage.providers import open_filesystem, protocol_of
 from ensign.storage.statcache import StatCache
-from ensign.storage.transfer import copy_and_hash
+from ensign.storage.transfer import copy_and_hash, write_verified
 
 __all__ = ["BlobStore", "GarbageReport", "StoredBlob"]
 
@@ -118,14 +118,8 @@ class BlobStore:
     def digest_of(self, path: str | os.PathLike[str]) -> str:
         """Return the sha256 of a local file, from the stat cache when it is unchanged."""
         if self.stat_cache is not None:
-            known = self.stat_cache.lookup(path)
-            if known is not None:
-                return known
-        st = os.stat(path)
-        digest = sha256_file(path)
-        if self.stat_cache is not None:
-            self.stat_cache.remember(path, digest, st)
-        return digest
+            return self.stat_cache.digest_of(path)
+        return sha256_file(path)
 
     # writing ------------------------------------------------------------------------------
 
@@ -254,24 +248,18 @@ class BlobStore:
                 self, digest, Path(target), label=label, progress=progress
             )
         source = self.blob_path(digest)
-        destination = Path(target)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.part")
-        try:
+
+        def fill(writer: BinaryIO) -> tuple[str, int]:
             try:
                 reader = self.fs.open(source, "rb")
             except FileNotFoundError:
                 raise ArtifactNotFound(
                     f"the store {self.uri} lacks the blob of {label or digest}"
                 ) from None
-            with reader, open(partial, "wb") as writer:
-                actual, size = copy_and_hash(reader, writer, progress)
-            if actual != digest:
-                raise DigestMismatch(label or source, digest, actual)
-            os.replace(partial, destination)
-        finally:
-            partial.unlink(missing_ok=True)
-        return size
+            with reader:
+                return copy_and_hash(reader, writer, progress)
+
+        return write_verified(target, digest, label or source, fill)
 
     def read_bytes(self, digest: str) -> bytes:
         """Return a blob's bytes, verified.

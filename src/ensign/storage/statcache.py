@@ -12,6 +12,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from ensign.storage.hashing import sha256_file
+
 __all__ = ["StatCache"]
 
 
@@ -58,6 +60,16 @@ class StatCache:
                 "INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?)",
                 (resolved, st.st_size, st.st_mtime_ns, st.st_ino, digest),
             )
+
+    def digest_of(self, path: str | os.PathLike[str]) -> str:
+        """Return the sha256 of a local file: the remembered one while it is unchanged."""
+        known = self.lookup(path)
+        if known is not None:
+            return known
+        st = os.stat(path)
+        digest = sha256_file(path)
+        self.remember(path, digest, st)
+        return digest
 
     def close(self) -> None:
         """Close the database."""

@@ -20,11 +20,14 @@ import os
 import queue
 import stat
 import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ensign.storage.hashing import CHUNK_SIZE, Progress
 
-__all__ = ["Writable", "copy_and_hash"]
+__all__ = ["Writable", "copy_and_hash", "write_verified"]
 
 # Bytes a buffer holds, and buffers in the ring (one being filled, one being hashed, the
 # rest waiting). Small enough for the ring to stay in the CPU's caches between the copy and
@@ -268,3 +271,34 @@ def _copy_and_hash_reads(
         if progress is not None:
             progress(len(chunk))
     return digest.hexdigest(), size
+
+
+def write_verified(
+    target: str | os.PathLike[str],
+    digest: str,
+    label: str,
+    fill: Callable[[BinaryIO], tuple[str, int]],
+) -> int:
+    """Write a local file through ``fill`` and let it appear only if its bytes are ``digest``.
+
+    ``fill`` writes into the file it is given and returns the sha256 and size of what it
+    wrote. The bytes go to a hidden ``.part`` file beside ``target``, renamed into place
+    once verified, so ``target`` never holds unverified bytes.
+
+    Raises:
+        DigestMismatch: the bytes written hash to something else; names ``label``.
+    """
+    from ensign.errors import DigestMismatch
+
+    destination = Path(target)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(partial, "wb") as writer:
+            actual, size = fill(writer)
+        if actual != digest:
+            raise DigestMismatch(label, digest, actual)
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    return size

@@ -13,16 +13,16 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from ensign.errors import ArtifactNotFound, ConfigurationError, DigestMismatch, IntegrityError
 from ensign.registry.rest.session import RestSession, error_from_answer
 from ensign.storage.blobstore import GarbageReport, StoredBlob
 from ensign.storage.hashing import Progress, sha256_file
 from ensign.storage.statcache import StatCache
+from ensign.storage.transfer import write_verified
 
 __all__ = ["RemoteBlobStore"]
 
@@ -135,14 +135,8 @@ class RemoteBlobStore:
     def digest_of(self, path: str | os.PathLike[str]) -> str:
         """Return the sha256 of a local file, from the stat cache when it is unchanged."""
         if self.stat_cache is not None:
-            known = self.stat_cache.lookup(path)
-            if known is not None:
-                return known
-        st = os.stat(path)
-        digest = sha256_file(path)
-        if self.stat_cache is not None:
-            self.stat_cache.remember(path, digest, st)
-        return digest
+            return self.stat_cache.digest_of(path)
+        return sha256_file(path)
 
     # writing ------------------------------------------------------------------------------
 
@@ -233,11 +227,9 @@ class RemoteBlobStore:
         found = answer["downloads"].get(digest)
         if found is None:
             raise ArtifactNotFound(f"the store {self.uri} lacks the blob of {label or digest}")
-        destination = Path(target)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.part")
         what = f"the download of {label or digest}"
-        try:
+
+        def fill(writer: BinaryIO) -> tuple[str, int]:
             response = self.session.send(
                 str(found.get("method", "GET")), str(found["url"]), stream=True, authorized=False
             )
@@ -246,20 +238,15 @@ class RemoteBlobStore:
                     raise error_from_answer(response, what)
                 hasher = hashlib.sha256()
                 size = 0
-                with open(partial, "wb") as writer:
-                    for chunk in response.iter_content(_CHUNK):
-                        hasher.update(chunk)
-                        writer.write(chunk)
-                        size += len(chunk)
-                        if progress is not None:
-                            progress(len(chunk))
-            actual = hasher.hexdigest()
-            if actual != digest:
-                raise DigestMismatch(label or self.blob_uri(digest), digest, actual)
-            os.replace(partial, destination)
-        finally:
-            partial.unlink(missing_ok=True)
-        return size
+                for chunk in response.iter_content(_CHUNK):
+                    hasher.update(chunk)
+                    writer.write(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            return hasher.hexdigest(), size
+
+        return write_verified(target, digest, label or self.blob_uri(digest), fill)
 
     # administration -----------------------------------------------------------------------
 
