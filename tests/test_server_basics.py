@@ -99,7 +99,7 @@ def test_projects_and_tokens_commands_print_one_value(tmp_path: Path) -> None:
 def test_server_refuses_a_server_uri(tmp_path: Path) -> None:
     answer = ensign("server", "--tracking-uri", "http://127.0.0.1:1")
     assert answer.returncode == 1
-    assert answer.stderr.startswith("error: ensign server needs a folder")
+    assert answer.stderr.startswith("error: ensign server needs the store's database")
     assert len(answer.stderr.strip().splitlines()) == 1
 
 

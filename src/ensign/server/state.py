@@ -27,7 +27,14 @@ from ensign.storage.signing import HmacSigner
 if TYPE_CHECKING:
     from ensign.storage.s3 import S3Presigner
 
-__all__ = ["SIGNING_SECRET_SETTING", "Presigners", "ServerState", "check_schema", "open_state"]
+__all__ = [
+    "SIGNING_SECRET_SETTING",
+    "Presigners",
+    "ServerState",
+    "check_schema",
+    "open_state",
+    "open_store",
+]
 
 #: The registry setting holding the HMAC secret every server process of a store shares.
 SIGNING_SECRET_SETTING = "signing_secret"
@@ -100,6 +107,29 @@ def check_schema(database_url: str, *, migrate: bool) -> None:
         engine.dispose()
 
 
+def open_store(settings: ServerSettings, who: str) -> tuple[Backend, SqlRegistry]:
+    """Open the store a server or a worker works on, after checking its schema.
+
+    Args:
+        settings: The store's tracking and artifacts URIs, and whether to migrate.
+        who: The command, for the error message.
+
+    Raises:
+        ConfigurationError: a server URI as tracking URI, or a schema that is behind.
+    """
+    location = tracking_location(resolve_tracking_uri(settings.tracking_uri))
+    if location.database_url is None:
+        raise ConfigurationError(
+            f"{who} needs the store's database (a folder, sqlite:///FILE or "
+            f"postgresql+psycopg://...), not another server ({location.uri})"
+        )
+    check_schema(location.database_url, migrate=settings.migrate)
+    backend = open_backend(location.uri, settings.artifacts_uri)
+    registry = backend.registry
+    assert isinstance(registry, SqlRegistry)  # a database URL opens the SQL registry
+    return backend, registry
+
+
 def open_state(settings: ServerSettings, *, announce: TextIO | None = None) -> ServerState:
     """Open the store a server serves, checking its schema and its administrator token.
 
@@ -109,17 +139,8 @@ def open_state(settings: ServerSettings, *, announce: TextIO | None = None) -> S
     Raises:
         ConfigurationError: a server URI as tracking URI, or a schema that is behind.
     """
-    location = tracking_location(resolve_tracking_uri(settings.tracking_uri))
-    if location.database_url is None:
-        raise ConfigurationError(
-            f"ensign server needs a folder, sqlite:///FILE or postgresql+psycopg://... "
-            f"to serve, not another server ({location.uri})"
-        )
-    check_schema(location.database_url, migrate=settings.migrate)
-    backend = open_backend(location.uri, settings.artifacts_uri)
+    backend, registry = open_store(settings, "ensign server")
     try:
-        registry = backend.registry
-        assert isinstance(registry, SqlRegistry)
         secret = registry.remember_setting(SIGNING_SECRET_SETTING, secrets.token_hex(32))
         signer = HmacSigner(bytes.fromhex(secret))
         token = _first_admin_token(registry)

@@ -15,18 +15,15 @@ import socket
 import threading
 import uuid
 
-from ensign.backend import open_backend
-from ensign.config import resolve_tracking_uri, tracking_location
-from ensign.errors import ConfigurationError, NotFound
+from ensign.errors import NotFound
 from ensign.records import RunStatus
-from ensign.registry.sql import SqlRegistry
 from ensign.registry.sql import jobs as job_ops
 from ensign.registry.sql import pushes as push_ops
 from ensign.registry.sql import runs as run_ops
 from ensign.registry.sql.engine import write_transaction
 from ensign.server.evaluation import WorkerContext, run_push_job
 from ensign.server.settings import ServerSettings
-from ensign.server.state import ServerState, check_schema
+from ensign.server.state import ServerState, open_store
 
 __all__ = [
     "POLL_SECONDS",
@@ -194,16 +191,5 @@ def open_worker_context(settings: ServerSettings) -> WorkerContext:
     Raises:
         ConfigurationError: a server URI as tracking URI, or a schema that is behind.
     """
-    location = tracking_location(resolve_tracking_uri(settings.tracking_uri))
-    if location.database_url is None:
-        raise ConfigurationError(
-            f"ensign worker needs the store's database (a folder, sqlite:///FILE or "
-            f"postgresql+psycopg://...), not a server ({location.uri})"
-        )
-    check_schema(location.database_url, migrate=settings.migrate)
-    backend = open_backend(location.uri, settings.artifacts_uri)
-    registry = backend.registry
-    if not isinstance(registry, SqlRegistry):  # pragma: no cover - a database URL opens SQL
-        backend.close()
-        raise ConfigurationError(f"{location.uri} does not open a SQL registry")
+    backend, registry = open_store(settings, "ensign worker")
     return WorkerContext(settings, backend, registry)
