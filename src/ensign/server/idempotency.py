@@ -109,11 +109,12 @@ class IdempotencyStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def claim(self, slot: str, fingerprint: str) -> StoredAnswer | None:
+    def claim(self, slot: str, fingerprint: str) -> StoredAnswer | str:
         """Claim ``slot`` for a request; return the stored answer when it already has one.
 
         Waits while another request holds the claim; takes over a claim that is stale
-        (its server died while the request ran).
+        (its server died while the request ran), only if nobody took it over meanwhile.
+        Returns the claim (to pass to :meth:`save` or :meth:`release`) when it is ours.
 
         Raises:
             Conflict: the first request is still running after the wait.
@@ -142,36 +143,43 @@ class IdempotencyStore:
                 if row.status_code != _PENDING:
                     return StoredAnswer(stored["fingerprint"], row.status_code, stored["body"])
                 if stored.get("owner") == owner:
-                    return None
+                    return placeholder
                 if now - row.created_at > _STALE_SECONDS:
-                    conn.execute(
+                    taken = conn.execute(
                         idempotency_keys.update()
-                        .where(idempotency_keys.c.key == slot)
+                        .where(
+                            idempotency_keys.c.key == slot,
+                            idempotency_keys.c.status_code == _PENDING,
+                            idempotency_keys.c.response == row.response,
+                        )
                         .values(response=placeholder, created_at=now)
                     )
-                    return None
+                    if taken.rowcount == 1:
+                        return placeholder
             if time.monotonic() > deadline:
                 raise Conflict(
                     f"a request with this {HEADER} is still being processed; retry later"
                 )
             time.sleep(0.05)
 
-    def save(self, slot: str, fingerprint: str, status_code: int, body: bytes) -> None:
-        """Store the first answer of the request that claimed ``slot``."""
+    def save(self, slot: str, claim: str, fingerprint: str, status_code: int, body: bytes) -> None:
+        """Store the first answer of the request that claimed ``slot`` (if it still holds it)."""
         text = json.dumps({"fingerprint": fingerprint, "body": body.decode("utf-8")})
         with write_transaction(self.engine) as conn:
             conn.execute(
                 idempotency_keys.update()
-                .where(idempotency_keys.c.key == slot)
+                .where(idempotency_keys.c.key == slot, idempotency_keys.c.response == claim)
                 .values(status_code=status_code, response=text, created_at=time.time())
             )
 
-    def release(self, slot: str) -> None:
+    def release(self, slot: str, claim: str) -> None:
         """Forget a claim whose request failed without an answer worth replaying."""
         with write_transaction(self.engine) as conn:
             conn.execute(
                 idempotency_keys.delete().where(
-                    (idempotency_keys.c.key == slot) & (idempotency_keys.c.status_code == _PENDING)
+                    idempotency_keys.c.key == slot,
+                    idempotency_keys.c.status_code == _PENDING,
+                    idempotency_keys.c.response == claim,
                 )
             )
 
@@ -196,7 +204,7 @@ async def _run_once(request: Request, key: str, handler: _Handler) -> Response:
     fingerprint = _sha256(request.url.query.encode(), body)
     store = IdempotencyStore(server_state(request).registry.engine)
     stored = await run_in_threadpool(store.claim, slot, fingerprint)
-    if stored is not None:
+    if isinstance(stored, StoredAnswer):
         if stored.fingerprint != fingerprint:
             raise InvalidRequest(f"this {HEADER} was already used for a different request")
         return Response(
@@ -211,13 +219,13 @@ async def _run_once(request: Request, key: str, handler: _Handler) -> Response:
         except EnsignError as error:
             response = error_response(error)
     except BaseException:
-        await run_in_threadpool(store.release, slot)
+        await run_in_threadpool(store.release, slot, stored)
         raise
     if response.status_code >= 500:
-        await run_in_threadpool(store.release, slot)
+        await run_in_threadpool(store.release, slot, stored)
         return response
     await run_in_threadpool(
-        store.save, slot, fingerprint, response.status_code, bytes(response.body)
+        store.save, slot, stored, fingerprint, response.status_code, bytes(response.body)
     )
     return response
 
