@@ -30,7 +30,7 @@ from push_helpers import (
     upload,
     write_tiny_bundle,
 )
-from serving import LiveServer, start_server
+from serving import LiveServer, run_ensign, start_server
 
 # --- fixtures --------------------------------------------------------------------------------
 
@@ -373,3 +373,29 @@ def test_tampered_and_expired_upload_urls_are_403(server: LiveServer, tmp_path: 
         good = requests.post(target["url"], files={"file": ("bundle.tar", handle)}, timeout=30)
     assert good.status_code == 204
     shutil.rmtree(tmp_path / "b")
+
+
+def test_gc_removes_uncommitted_bundles_and_keeps_waiting_ones(tmp_path: Path) -> None:
+    idle = start_server(tmp_path / "idle", args=["--workers", "0"])  # commits stay queued
+    try:
+        project = create_project(idle, "org/gc")
+        archive = make_tar(write_tiny_bundle(tmp_path / "b"), tmp_path / "b.tar")
+        abandoned = upload(idle, archive)  # uploaded, never committed
+        waiting = upload(idle, archive)
+        assert commit(idle, project, waiting).status_code == 201
+        backend = _store(idle)
+        try:
+            store = backend.blob_store
+            kept_path = bundle_path(store, waiting)
+            gone_path = bundle_path(store, abandoned)
+            assert store.fs.exists(gone_path)
+            done = run_ensign("gc", "--grace-period", "0", "--tracking-uri", idle.tracking_uri)
+            assert done.returncode == 0, done.stderr
+            assert f"removed temporary object {abandoned}" in done.stdout
+            assert waiting not in done.stdout
+            assert not store.fs.exists(gone_path)
+            assert store.fs.exists(kept_path)
+        finally:
+            backend.close()
+    finally:
+        idle.stop()

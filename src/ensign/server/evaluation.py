@@ -56,6 +56,7 @@ __all__ = [
     "WorkerContext",
     "bundle_path",
     "check_object_name",
+    "collect_stale_uploads",
     "goal_metric",
     "new_upload",
     "run_push_job",
@@ -128,6 +129,32 @@ def upload_path(store: BlobStore, upload_id: str, object_name: str) -> str:
         raise InvalidRequest(f"{upload_id!r} is not an upload id")
     name = check_object_name(object_name)
     return f"{store.root}/{PUSHES_FOLDER}/{upload_id}/{name}"
+
+
+def collect_stale_uploads(
+    store: BlobStore, engine: sa.Engine, *, grace_seconds: float, dry_run: bool = False
+) -> list[tuple[str, int]]:
+    """Remove uploaded bundles older than the grace that no waiting push names.
+
+    An evaluated bundle's archive is removed by its worker; what stays under ``pushes/`` is
+    an upload that was never committed (or whose removal failed). Returns ``(storage URI,
+    size)`` of each one removed (or that would be, on a dry run).
+    """
+    base = f"{store.root}/{PUSHES_FOLDER}"
+    if not store.fs.exists(base):
+        return []
+    with engine.connect() as conn:
+        waiting = push_ops.waiting_storage_uris(conn)
+    now = time.time()
+    removed: list[tuple[str, int]] = []
+    for path, info in store.fs.find(base, detail=True).items():
+        uri = f"{store.uri}/{PUSHES_FOLDER}/{path[len(base) + 1 :]}"
+        if uri in waiting or store.age(info, now) < grace_seconds:
+            continue
+        removed.append((uri, int(info.get("size") or 0)))
+        if not dry_run:
+            store.fs.rm(path)
+    return removed
 
 
 def bundle_path(store: BlobStore, storage_uri: str) -> str:

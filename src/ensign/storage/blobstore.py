@@ -284,7 +284,8 @@ class BlobStore:
         yield from self.fs.find(base, detail=True).items()
 
     @staticmethod
-    def _age(info: dict[str, Any], now: float) -> float:
+    def age(info: dict[str, Any], now: float) -> float:
+        """Return how old an object is, from its fsspec ``info`` (infinite when unknown)."""
         modified = info.get("mtime") or info.get("LastModified") or info.get("created")
         if modified is None:
             return float("inf")
@@ -303,13 +304,13 @@ class BlobStore:
         blobs: list[str] = []
         freed = 0
         for path, info in self._walk(_TMP):
-            if self._age(info, now) >= grace_seconds:
+            if self.age(info, now) >= grace_seconds:
                 temporary.append(path)
                 freed += int(info.get("size") or 0)
         for path, info in self._walk(_BLOBS):
             parts = path.rsplit("/", 2)
             digest = parts[-2] + parts[-1]
-            if digest not in referenced and self._age(info, now) >= grace_seconds:
+            if digest not in referenced and self.age(info, now) >= grace_seconds:
                 blobs.append(digest)
                 freed += int(info.get("size") or 0)
         if not dry_run:

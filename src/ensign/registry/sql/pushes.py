@@ -29,6 +29,7 @@ __all__ = [
     "get_push",
     "set_evaluation",
     "start_push",
+    "waiting_storage_uris",
 ]
 
 #: The job kind that evaluates a push.
@@ -163,6 +164,14 @@ def get_push(conn: sa.Connection, push_id: str) -> Push:
     if row is None:
         raise VersionNotFound(f"version {push_id!r} does not exist")
     return _push(row)
+
+
+def waiting_storage_uris(conn: sa.Connection) -> set[str]:
+    """Return the storage URIs of the pushes still to be evaluated (queued or running)."""
+    rows = conn.execute(
+        sa.select(pushes.c.storage_uri).where(pushes.c.status.in_(["queued", "running"]))
+    )
+    return {row.storage_uri for row in rows}
 
 
 def start_push(conn: sa.Connection, push_id: str, run_uuid: str | None, message: str) -> None:
