@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from ensign import tracking
 from ensign.backend import open_backend
@@ -19,7 +20,7 @@ from ensign.registry.base import RunBatch
 from ensign.registry.rest import RemoteBlobStore, RestRegistry
 from ensign.storage.blobstore import BlobStore
 from ensign.tracking.writer import BackgroundWriter
-from serving import LiveServer, start_server
+from serving import LiveServer, run_ensign, start_server
 
 MODEL = b"weights " * 1000
 
@@ -193,3 +194,29 @@ def test_a_batch_whose_answer_was_lost_is_written_once(server: LiveServer) -> No
         assert [(p.step, p.value) for p in points] == [(0, 0.5), (1, 0.25)]
     finally:
         registry.close()
+
+
+def test_a_project_token_downloads_only_its_projects_bytes(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    model = tmp_path / "model.bin"
+    model.write_bytes(MODEL)
+    with tracking.init(project="org/a", tracking_uri=server.url):
+        tracking.log_model_ref(model, name="model")
+    made = run_ensign("projects", "create", "org/b", "--tracking-uri", server.tracking_uri)
+    assert made.returncode == 0, made.stderr
+    tokens = {}
+    for project in ("org/a", "org/b"):
+        made = run_ensign(
+            "tokens", "create", "--project", project, "--role", "read",
+            "--tracking-uri", server.tracking_uri,
+        )  # fmt: skip
+        tokens[project] = made.stdout.strip()
+    url = f"{server.url}/api/v1/blobs/downloads"
+    body = {"digests": [sha(MODEL)]}
+    mine = requests.post(url, json=body, headers=server.headers(tokens["org/a"]), timeout=30)
+    assert mine.status_code == 200
+    assert sha(MODEL) in mine.json()["downloads"]
+    theirs = requests.post(url, json=body, headers=server.headers(tokens["org/b"]), timeout=30)
+    assert theirs.status_code == 403
+    assert "'org/b'" in theirs.json()["error"]["message"]

@@ -161,13 +161,18 @@ def test_a_newcomer_serves_a_store_and_both_clients_work(
         assert (pushed.status, pushed.passing_goal_count) == ("completed", 1)
 
         monkeypatch.setenv("ENSIGN_TOKEN", token)
+        weights = tmp_path / "model.bin"
+        weights.write_bytes(b"weights " * 100)
         with tracking.init(project="acme/digits", tracking_uri=server.url):
             tracking.log_metrics(step=0, acc=0.95)
+            tracking.log_model_ref(weights, name="model")
             version = tracking.promote_to_model_version(when="acc >= 0.9")
         assert version is not None
         assert version.name == "v1"
         with ProjectClient("acme/digits", tracking_uri=server.url) as pc:
             assert pc.get_model_version("v1").run == version.run
+            pulled = pc.pull_model_version("v1", tmp_path / "pulled")  # with the project token
+            assert (pulled / "model" / "model.bin").read_bytes() == weights.read_bytes()
             assert [v.name for v in pc.list_artifact_versions()] == ["v1"]  # the push's
         other = ensign("projects", "create", "acme/other", "--tracking-uri", server.tracking_uri)
         assert other.returncode == 0

@@ -52,7 +52,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ensign.errors import ArtifactNotFound, DigestMismatch, Forbidden, InvalidRequest
-from ensign.registry.sql.schema import refs, versions
+from ensign.registry.sql.schema import refs, runs, versions
+from ensign.registry.sql.tokens import TokenRecord
 from ensign.server.auth import Access, Token, server_state
 from ensign.server.idempotency import WireResponse, access_of, native_router
 from ensign.server.state import ServerState
@@ -202,13 +203,46 @@ def missing_blobs(request: Request, token: Token, body: DigestsBody) -> WireResp
     return WireResponse({"missing": lacking, "uploads": uploads})
 
 
+def _check_readable(state: ServerState, token: TokenRecord, digests: list[str]) -> None:
+    """Let a project's token read only bytes its project's versions or lineage name.
+
+    Raises:
+        Forbidden: naming a digest no version or ref of the token's project names.
+    """
+    if token.project_id is None or not digests:
+        return
+    project = token.project_id
+    with state.registry.engine.connect() as conn:
+        for digest in digests:
+            named = (
+                sa.select(versions.c.id)
+                .where(versions.c.project_id == project)
+                .where(versions.c.manifest.contains(digest, autoescape=True))
+                .limit(1)
+            )
+            logged = (
+                sa.select(refs.c.run_uuid)
+                .join(runs, runs.c.uuid == refs.c.run_uuid)
+                .where(runs.c.project_id == project)
+                .where(refs.c.manifest.contains(digest, autoescape=True))
+                .limit(1)
+            )
+            if conn.execute(named).first() is None and conn.execute(logged).first() is None:
+                raise Forbidden(
+                    f"this token covers the project {token.project_key!r}, whose versions and "
+                    f"runs name no file with sha256 {digest}"
+                )
+
+
 @router.post(f"{BLOB_PATH}/downloads")
 def blob_downloads(request: Request, token: Token, body: DigestsBody) -> WireResponse:
     """Return a download URL for each digest the store holds, and those it lacks."""
     expires = check_expires_in(body.expires_in)
     digests = _check_digests(body.digests)
-    store = served_store(server_state(request), body.store_uri)
+    state = server_state(request)
+    store = served_store(state, body.store_uri)
     lacking = store.missing(digests)
+    _check_readable(state, token, [d for d in digests if d not in lacking])
     downloads = {
         d: _download_target(request, store, d, expires) for d in digests if d not in lacking
     }
