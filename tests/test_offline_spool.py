@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,28 @@ def admin_token(store: Path) -> str:
     return made.stdout.strip()
 
 
+@dataclass
+class Away:
+    """A server that is not there yet: its store, its URL, and how to start it."""
+
+    folder: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        return start_server(self.folder, tracking_uri=str(self.folder / "store"), port=self.port)
+
+
+@pytest.fixture
+def away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Away:
+    """A server's store with an administrator token (in ``ENSIGN_TOKEN``), not serving yet."""
+    monkeypatch.setenv("ENSIGN_TOKEN", admin_token(tmp_path / "server" / "store"))
+    return Away(tmp_path / "server", free_port())
+
+
 def point_count(url: str, run_uuid: str) -> dict[str, list[tuple[int, float]]]:
     with RunClient(run_uuid, tracking_uri=url) as rc:
         return {k: [(p.step, p.value) for p in v] for k, v in rc.get_metrics().items()}
@@ -53,19 +76,16 @@ def offline_run(url: str, tmp_path: Path) -> tuple[str, Path]:
 
 
 def test_a_run_that_cannot_reach_its_server_is_spooled_then_synced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    away: Away, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = tmp_path / "server" / "store"
-    monkeypatch.setenv("ENSIGN_TOKEN", admin_token(store))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = away.url
     run_uuid, model = offline_run(url, tmp_path)
     said = capsys.readouterr().err
     assert said.count("offline spool") == 1  # said once
     assert run_uuid in said
     assert Spool(url).pending() == [run_uuid]
 
-    server = start_server(tmp_path / "server", tracking_uri=str(store), port=port)
+    server = away.start()
     try:
         synced = run_ensign("sync", "--tracking-uri", url)
         assert synced.returncode == 0, synced.stderr
@@ -90,15 +110,10 @@ def test_a_run_that_cannot_reach_its_server_is_spooled_then_synced(
         server.stop()
 
 
-def test_the_next_run_start_sends_the_spool(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = tmp_path / "server" / "store"
-    monkeypatch.setenv("ENSIGN_TOKEN", admin_token(store))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+def test_the_next_run_start_sends_the_spool(away: Away, tmp_path: Path) -> None:
+    url = away.url
     run_uuid, _ = offline_run(url, tmp_path)
-    server = start_server(tmp_path / "server", tracking_uri=str(store), port=port)
+    server = away.start()
     try:
         with tracking.init(project="org/offline", name="back", tracking_uri=url) as run:
             assert not run.offline
@@ -147,14 +162,11 @@ def test_a_run_that_loses_its_server_midway_keeps_what_it_logs(
 
 
 def test_a_sync_interrupted_after_sending_sends_nothing_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    away: Away, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = tmp_path / "server" / "store"
-    monkeypatch.setenv("ENSIGN_TOKEN", admin_token(store))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = away.url
     run_uuid, _ = offline_run(url, tmp_path)
-    server: LiveServer = start_server(tmp_path / "server", tracking_uri=str(store), port=port)
+    server: LiveServer = away.start()
     try:
 
         def crash(self: Spool, run_uuid: str) -> None:
@@ -223,18 +235,13 @@ def test_a_spooled_batch_the_server_did_write_is_not_written_twice(
         server.stop()
 
 
-def test_a_run_still_being_logged_is_not_synced_under_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = tmp_path / "server" / "store"
-    monkeypatch.setenv("ENSIGN_TOKEN", admin_token(store))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+def test_a_run_still_being_logged_is_not_synced_under_it(away: Away, tmp_path: Path) -> None:
+    url = away.url
     run = tracking.init(project="org/live", tracking_uri=url)
     assert run.offline
     run.log_metrics(step=0, loss=1.0)
     run.flush()
-    server = start_server(tmp_path / "server", tracking_uri=str(store), port=port)
+    server = away.start()
     try:
         synced = run_ensign("sync", "--tracking-uri", url)  # another process
         assert synced.returncode == 0, synced.stderr
