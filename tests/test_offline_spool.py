@@ -253,3 +253,40 @@ def test_a_run_still_being_logged_is_not_synced_under_it(away: Away, tmp_path: P
         assert point_count(url, run.uuid) == {"loss": [(0, 1.0), (1, 0.5)]}
     finally:
         server.stop()
+
+
+def test_what_follows_a_spooled_write_is_spooled_too_and_synced_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_server(tmp_path / "server")
+    port = int(server.url.rsplit(":")[-1])
+    monkeypatch.setenv("ENSIGN_TOKEN", server.token)
+    run = tracking.init(project="org/order", tracking_uri=server.url)
+    run.log_params(lr=1)
+    run.flush()
+    server.stop()
+    run.log_params(lr=2)
+    run.flush()  # to the spool: the server is away
+    back = start_server(tmp_path / "server", tracking_uri=server.tracking_uri, port=port)
+    try:
+        model = tmp_path / "model.bin"
+        model.write_bytes(b"checkpoint " * 100)
+        run.log_params(lr=3)  # the server is back, but lr=2 waits in the spool: this follows it
+        run.log_model_ref(model, name="model")
+        run.end()
+        with RunClient(run.uuid, tracking_uri=back.url) as rc:
+            assert rc.get_run().params == {"lr": 1}  # nothing overtook the spool
+            assert rc.get_run().status == "running"
+        synced = run_ensign("sync", "--tracking-uri", back.url)
+        assert synced.returncode == 0, synced.stderr
+        with RunClient(run.uuid, tracking_uri=back.url) as rc:
+            record = rc.get_run()
+            refs = rc.get_artifacts_lineage()
+        assert (record.params, record.status) == ({"lr": 3}, "succeeded")
+        assert [r.name for r in refs] == ["model"]
+        with ProjectClient("org/order", tracking_uri=back.url) as pc:
+            pc.register_model_version("v1", run=run.uuid, artifacts=["model"])
+            pulled = pc.pull_model_version("v1", tmp_path / "pulled")
+        assert (pulled / "model" / "model.bin").read_bytes() == model.read_bytes()
+    finally:
+        back.stop()

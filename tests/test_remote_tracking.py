@@ -201,8 +201,13 @@ def test_a_project_token_downloads_only_its_projects_bytes(
 ) -> None:
     model = tmp_path / "model.bin"
     model.write_bytes(MODEL)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for index in range(20):  # more digests than are checked one by one
+        (shards / f"{index}.bin").write_bytes(f"shard {index}".encode())
     with tracking.init(project="org/a", tracking_uri=server.url):
         tracking.log_model_ref(model, name="model")
+        tracking.log_dir_ref(shards, name="shards")
     made = run_ensign("projects", "create", "org/b", "--tracking-uri", server.tracking_uri)
     assert made.returncode == 0, made.stderr
     tokens = {}
@@ -220,3 +225,8 @@ def test_a_project_token_downloads_only_its_projects_bytes(
     theirs = requests.post(url, json=body, headers=server.headers(tokens["org/b"]), timeout=30)
     assert theirs.status_code == 403
     assert "'org/b'" in theirs.json()["error"]["message"]
+    many = {"digests": [sha(f"shard {i}".encode()) for i in range(20)]}
+    mine = requests.post(url, json=many, headers=server.headers(tokens["org/a"]), timeout=30)
+    assert len(mine.json()["downloads"]) == 20
+    theirs = requests.post(url, json=many, headers=server.headers(tokens["org/b"]), timeout=30)
+    assert theirs.status_code == 403

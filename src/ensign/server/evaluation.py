@@ -143,17 +143,21 @@ def collect_stale_uploads(
     base = f"{store.root}/{PUSHES_FOLDER}"
     if not store.fs.exists(base):
         return []
-    with engine.connect() as conn:
-        waiting = push_ops.waiting_storage_uris(conn)
     now = time.time()
     removed: list[tuple[str, int]] = []
     for path, info in store.fs.find(base, detail=True).items():
         uri = f"{store.uri}/{PUSHES_FOLDER}/{path[len(base) + 1 :]}"
-        if uri in waiting or store.age(info, now) < grace_seconds:
+        if store.age(info, now) < grace_seconds:
             continue
+        with engine.connect() as conn:  # asked just before the removal: a commit may be new
+            if uri in push_ops.waiting_storage_uris(conn, uri):
+                continue
         removed.append((uri, int(info.get("size") or 0)))
         if not dry_run:
             store.fs.rm(path)
+            parent = path.rsplit("/", 1)[0]
+            if protocol_of(store.uri) in {"file", "local"} and not store.fs.ls(parent):
+                store.fs.rmdir(parent)
     return removed
 
 

@@ -151,6 +151,9 @@ def _send_spooled(backend: Backend) -> None:
         report = spool.sync(backend)
     except ServerUnavailable:
         return  # still away: the new run will say so itself
+    except OSError as error:  # the spool's folder: the new run must start all the same
+        announce(f"the offline spool {spool.folder} could not be sent: {error}")
+        return
     finally:
         spool.close()
     if report.runs:

@@ -12,7 +12,6 @@ from ensign import jsonio
 from ensign.backend import Backend, BlobStorage
 from ensign.errors import ArtifactNotFound, ServerUnavailable
 from ensign.records import ArtifactRef
-from ensign.registry import RunBatch
 from ensign.storage.hashing import sha256_bytes
 from ensign.tracking.environment import capture_environment, git_state
 from ensign.tracking.refs import RefRequest, is_remote_path, store_ref
@@ -43,18 +42,17 @@ class LineageLogging:
     ) -> None:
         """Store a ref's bytes and queue the ref; when its server is away, spool both.
 
-        A spooled ref names the spool's store, so it goes to the spool, not to the writer:
-        ``ensign sync`` uploads its bytes and points it at the server's store.
+        A spooled ref names the spool's store; it goes through the writer, which spools
+        every batch from then on, and ``ensign sync`` uploads its bytes to the server's
+        store and points the ref there.
         """
         try:
             ref = put(self.backend.store)
         except ServerUnavailable:
             if not self.backend.location.is_remote:
                 raise
-            spool = self._spooled()
-            spooled = put(spool.backend.store)
-            spool.backend.registry.write_batch(RunBatch(self.uuid, refs=[spooled]))
-            return
+            self._writer.spool_from_now()
+            ref = put(self._spooled().backend.store)
         add(ref)
 
     def log_artifact_ref(

@@ -503,6 +503,8 @@ class Run(LineageLogging):
             final = RunStatus.FAILED
         try:
             try:
+                if self._writer.spooling:  # its last writes are in the spool: so is its end
+                    raise ServerUnavailable(f"run {self.uuid} is spooling")
                 self.backend.registry.set_run_status(self.uuid, final.value, ended=True)
             except ServerUnavailable:
                 if not self.backend.location.is_remote:

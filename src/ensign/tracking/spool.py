@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -132,23 +133,24 @@ class Spool:
 
     # who is logging a run -----------------------------------------------------------------
 
-    def _try_lock(self, run_uuid: str) -> IO[bytes] | None:
-        """Lock a run for this spool object; ``None`` when a live process holds it."""
+    def _try_lock(self, run_uuid: str, *, wait: bool = False) -> IO[bytes] | None:
+        """Lock a run for this spool object; ``None`` when another holds it and not ``wait``."""
         folder = self.folder / "locks"
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / f"{run_uuid}.lock", "ab")  # noqa: SIM115 - held until close
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             return None
         return handle
 
     def _hold(self, run_uuid: str) -> None:
+        """Hold a run this process logs; waits while a sync of it finishes elsewhere."""
         if run_uuid not in self._locks:
-            handle = self._try_lock(run_uuid)
-            if handle is not None:
-                self._locks[run_uuid] = handle
+            handle = self._try_lock(run_uuid, wait=True)
+            assert handle is not None  # a waiting lock returns only once it holds
+            self._locks[run_uuid] = handle
 
     # spooling -----------------------------------------------------------------------------
 
@@ -290,7 +292,7 @@ class Spool:
                     environment=record.environment,
                     run_uuid=run_uuid,
                 )
-        points = self._send_kept_batches(remote, run_uuid)
+        points, kept_blobs = self._send_kept_batches(remote, run_uuid)
         history = local.get_metrics(run_uuid)
         rows = [
             (name, p.step, p.value, p.timestamp) for name, points in history.items() for p in points
@@ -312,23 +314,26 @@ class Spool:
         if record.status != RunStatus.RUNNING.value:
             remote.registry.set_run_status(run_uuid, record.status, ended=True)
         self._forget(run_uuid)
-        return points + len(rows), sum(count for _, count in moved)
+        return points + len(rows), kept_blobs + sum(count for _, count in moved)
 
-    def _send_kept_batches(self, remote: Backend, run_uuid: str) -> int:
+    def _send_kept_batches(self, remote: Backend, run_uuid: str) -> tuple[int, int]:
         """Send the batches kept for a run, each under its own key, oldest first."""
-        points = 0
+        points = blobs = 0
         folder = self.folder / "batches" / run_uuid
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             kept = json.loads(path.read_text())
-            batch = replace(batch_from_wire(run_uuid, kept["batch"]), key=kept["key"])
+            batch = batch_from_wire(run_uuid, kept["batch"])
+            moved = [self._upload(remote, ref) for ref in batch.refs]  # bytes in the spool
+            batch = replace(batch, refs=[ref for ref, _ in moved], key=kept["key"])
             remote.registry.write_batch(batch)
             points += len(batch.metrics)
+            blobs += sum(count for _, count in moved)
             path.unlink()
-        return points
+        return points, blobs
 
     def _upload(self, remote: Backend, ref: ArtifactRef) -> tuple[ArtifactRef, int]:
         """Put a spooled ref's blobs in the server's store; return the ref pointing there."""
-        if not ref.manifest or ref.store_uri is None:
+        if not ref.manifest or ref.store_uri is None or ref.store_uri == remote.store.uri:
             return ref, 0
         store = self.backend.store_for(ref.store_uri)
         assert isinstance(store, BlobStore)  # the spool is an embedded store
@@ -344,6 +349,5 @@ class Spool:
                 conn.execute(table.delete().where(table.c.run_uuid == run_uuid))
             conn.execute(runs.delete().where(runs.c.uuid == run_uuid))
             conn.execute(settings.delete().where(settings.c.key == f"{_MARK}{run_uuid}"))
-        folder = self.folder / "batches" / run_uuid
-        if folder.is_dir():
-            folder.rmdir()
+        # What is left in the folder is a .part of a keep_batch cut short: never a batch.
+        shutil.rmtree(self.folder / "batches" / run_uuid, ignore_errors=True)

@@ -41,7 +41,9 @@ class BackgroundWriter:
         next_steps: For each metric, the step a step-less point gets next (for resume).
         interval: Seconds between background flushes.
         spool: Where a batch goes when the registry's server cannot be reached (remote
-            tracking); without it such a batch is kept and retried like any failure.
+            tracking); without it such a batch is kept and retried like any failure. Once
+            one batch went there, every later one follows it, so that a sync replays them
+            in the order they were logged (a later value of a param wins, as it should).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class BackgroundWriter:
     ) -> None:
         self.registry = registry
         self._spool = spool
+        self._spooling = False
         self.run_uuid = run_uuid
         self.metrics: collections.deque[PendingMetric] = collections.deque()
         self._next_step = dict(next_steps or {})
@@ -156,12 +159,27 @@ class BackgroundWriter:
                     raise
             self._error = None
 
+    @property
+    def spooling(self) -> bool:
+        """Whether batches go to the spool now (they do from the first that had to)."""
+        return self._spooling
+
+    def spool_from_now(self) -> None:
+        """Send every batch from now on to the spool (the run's server went away)."""
+        if self._spool is None:
+            raise ServerUnavailable(f"run {self.run_uuid} has no spool to fall back on")
+        self._spooling = True
+
     def _write(self, batch: RunBatch) -> None:
+        if self._spooling and self._spool is not None:
+            self._spool(batch)
+            return
         try:
             self.registry.write_batch(batch)
         except ServerUnavailable:
             if self._spool is None:
                 raise
+            self._spooling = True
             self._spool(batch)
 
     def _loop(self) -> None:

@@ -41,7 +41,7 @@ def create_engine(url: str) -> sa.Engine:
             Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
             _tune_sqlite(engine)
-            setattr(engine, _WRITE_LOCK, threading.Lock())
+            setattr(engine, _WRITE_LOCK, _WriterQueue())
             return engine
         return sa.create_engine(url, pool_pre_ping=True)
     except ModuleNotFoundError as exc:
@@ -68,6 +68,26 @@ def _tune_sqlite(engine: sa.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class _WriterQueue:
+    """The lock the writing threads of one process take before SQLite's write lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder = threading.local()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        if getattr(self._holder, "held", False):
+            # The lock is not reentrant, and neither is SQLite's: this would wait forever.
+            raise RuntimeError("a write transaction was opened inside another in one thread")
+        with self._lock:
+            self._holder.held = True
+            try:
+                yield
+            finally:
+                self._holder.held = False
+
+
 @contextlib.contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """Open a transaction that holds the write lock from its first statement.
@@ -76,13 +96,13 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     on PostgreSQL row locks taken by the statements themselves serialise writers.
 
     The threads of one process also queue on a lock of the engine before SQLite's: its
-    busy handler retries after sleeps of up to 100 ms, in no order, so under contention
-    (a server's request threads) some writers would wait far longer than the others.
+    busy handler retries after sleeps of up to 100 ms, so under contention (a server's
+    request threads) some writers would wait far longer than the others.
     """
-    lock: threading.Lock | None = getattr(engine, _WRITE_LOCK, None)
+    queue: _WriterQueue | None = getattr(engine, _WRITE_LOCK, None)
     with contextlib.ExitStack() as stack:
-        if lock is not None:
-            stack.enter_context(lock)
+        if queue is not None:
+            stack.enter_context(queue.turn())
         conn = stack.enter_context(engine.connect()).execution_options(ensign_write=True)
         with conn.begin():
             yield conn

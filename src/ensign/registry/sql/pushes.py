@@ -166,12 +166,15 @@ def get_push(conn: sa.Connection, push_id: str) -> Push:
     return _push(row)
 
 
-def waiting_storage_uris(conn: sa.Connection) -> set[str]:
-    """Return the storage URIs of the pushes still to be evaluated (queued or running)."""
-    rows = conn.execute(
-        sa.select(pushes.c.storage_uri).where(pushes.c.status.in_(["queued", "running"]))
-    )
-    return {row.storage_uri for row in rows}
+def waiting_storage_uris(conn: sa.Connection, storage_uri: str | None = None) -> set[str]:
+    """Return the storage URIs of the pushes still to be evaluated (queued or running).
+
+    With ``storage_uri``, only that one, if a waiting push names it.
+    """
+    query = sa.select(pushes.c.storage_uri).where(pushes.c.status.in_(["queued", "running"]))
+    if storage_uri is not None:
+        query = query.where(pushes.c.storage_uri == storage_uri)
+    return {row.storage_uri for row in conn.execute(query)}
 
 
 def start_push(conn: sa.Connection, push_id: str, run_uuid: str | None, message: str) -> None:

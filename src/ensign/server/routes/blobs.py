@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from ensign import jsonio
 from ensign.errors import ArtifactNotFound, DigestMismatch, Forbidden, InvalidRequest
 from ensign.registry.sql.schema import refs, runs, versions
 from ensign.registry.sql.tokens import TokenRecord
@@ -203,6 +204,10 @@ def missing_blobs(request: Request, token: Token, body: DigestsBody) -> WireResp
     return WireResponse({"missing": lacking, "uploads": uploads})
 
 
+#: Up to this many digests are checked one by one; more, in one pass over the manifests.
+_FEW = 16
+
+
 def _check_readable(state: ServerState, token: TokenRecord, digests: list[str]) -> None:
     """Let a project's token read only bytes its project's versions or lineage name.
 
@@ -212,26 +217,36 @@ def _check_readable(state: ServerState, token: TokenRecord, digests: list[str]) 
     if token.project_id is None or not digests:
         return
     project = token.project_id
+    versioned = sa.select(versions.c.manifest).where(versions.c.project_id == project)
+    logged = (
+        sa.select(refs.c.manifest)
+        .join(runs, runs.c.uuid == refs.c.run_uuid)
+        .where(runs.c.project_id == project)
+    )
     with state.registry.engine.connect() as conn:
-        for digest in digests:
-            named = (
-                sa.select(versions.c.id)
-                .where(versions.c.project_id == project)
-                .where(versions.c.manifest.contains(digest, autoescape=True))
-                .limit(1)
-            )
-            logged = (
-                sa.select(refs.c.run_uuid)
-                .join(runs, runs.c.uuid == refs.c.run_uuid)
-                .where(runs.c.project_id == project)
-                .where(refs.c.manifest.contains(digest, autoescape=True))
-                .limit(1)
-            )
-            if conn.execute(named).first() is None and conn.execute(logged).first() is None:
-                raise Forbidden(
-                    f"this token covers the project {token.project_key!r}, whose versions and "
-                    f"runs name no file with sha256 {digest}"
+        if len(digests) > _FEW:  # one pass over the project's manifests
+            named: set[str] = set()
+            for query in (versioned, logged):
+                for text in conn.execute(query).scalars():
+                    named.update(entry["digest"] for entry in jsonio.loads(text).values())
+            foreign = [d for d in digests if d not in named]
+        else:  # a lookup or two per digest (a pull asks for one file at a time)
+            foreign = [
+                d
+                for d in digests
+                if all(
+                    conn.execute(
+                        query.where(query.selected_columns[0].contains(d, autoescape=True)).limit(1)
+                    ).first()
+                    is None
+                    for query in (versioned, logged)
                 )
+            ]
+    if foreign:
+        raise Forbidden(
+            f"this token covers the project {token.project_key!r}, whose versions and "
+            f"runs name no file with sha256 {foreign[0]}"
+        )
 
 
 @router.post(f"{BLOB_PATH}/downloads")
